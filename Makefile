@@ -1,0 +1,46 @@
+# make demo  -> builds .venv, installs, runs the offline quickstart (tiny model, generated data).
+# make test  -> builds .venv, installs, runs every test (pytest exit 5 = "no tests" counts as failure).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev,app,serve]"
+	touch $(STAMP)
+
+# The quickstart, step by step as a user would type it: model, data, train, then generate on held-out
+# requests without (--base-only) and with the adapter. Exact match = the command is right to the letter.
+demo: setup
+	$(BIN)/tuneforge tiny-model models/tiny-llama --arch llama
+	$(BIN)/python -m tuneforge.demo_data data/demo
+	HF_HUB_OFFLINE=1 $(BIN)/tuneforge train examples/quickstart.yaml --overwrite
+	HF_HUB_OFFLINE=1 $(BIN)/tuneforge generate runs/quickstart --input data/demo/eval.jsonl \
+	  --output runs/quickstart/eval_base.jsonl --base-only --max-new-tokens 24
+	HF_HUB_OFFLINE=1 $(BIN)/tuneforge generate runs/quickstart --input data/demo/eval.jsonl \
+	  --output runs/quickstart/eval_finetuned.jsonl --max-new-tokens 24 --show 5
+
+test: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -rs; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: setup
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+clean:
+	rm -rf $(VENV) runs data/demo models

@@ -1,0 +1,70 @@
+"""What a run prints: parameter table, data summary with one rendered sample, before/after metrics."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tuneforge.data import PreparedData
+from tuneforge.modeling import ModelBundle
+from tuneforge.tokenization import IGNORE
+
+
+def show_parameters(console: Console, bundle: ModelBundle, method: str) -> None:
+    table = Table(title="parameters", show_header=True)
+    table.add_column("trainable", justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("%", justify="right")
+    table.add_column("adapted modules (count)")
+    share = 100 * bundle.trainable_params / max(bundle.total_params, 1)
+    modules = (
+        ", ".join(f"{name} ({n})" for name, n in bundle.adapted_modules.items())
+        or f"none: {method} fine-tune"
+    )
+    table.add_row(f"{bundle.trainable_params:,}", f"{bundle.total_params:,}", f"{share:.2f}", modules)
+    console.print(table)
+
+
+def percentile(sorted_values: list[int], q: float) -> int:
+    return sorted_values[min(len(sorted_values) - 1, math.floor(q * len(sorted_values)))]
+
+
+def show_data(console: Console, data: PreparedData, tokenizer, max_length: int) -> None:
+    lengths = sorted(data.train["length"])
+    stats = data.train_stats
+    table = Table(title="data", show_header=False)
+    table.add_row("shape", data.format)
+    table.add_row("template", data.template_source)
+    table.add_row("train rows", f"{stats.kept:,} kept of {stats.rows:,}")
+    table.add_row("eval rows", f"{data.eval_stats.kept:,}" if data.eval_stats else "none")
+    table.add_row(
+        "tokens p50 / p95 / max", f"{percentile(lengths, 0.5)} / {percentile(lengths, 0.95)} / {lengths[-1]}"
+    )
+    table.add_row("dropped: empty completion", str(stats.empty_completion))
+    table.add_row(f"truncated to {max_length}", str(stats.truncated))
+    table.add_row("dropped: nothing left to train", str(stats.no_trained_tokens))
+    console.print(table)
+    console.print(rendered_sample(tokenizer, data.train[0]["input_ids"], data.train[0]["labels"]))
+
+
+def rendered_sample(tokenizer, input_ids: list[int], labels: list[int]) -> Text:
+    """One training sample as text; trained tokens in green, masked ones dim."""
+    text = Text("sample (green = trained): ", style="bold")
+    for token_id, label in zip(input_ids, labels):
+        piece = tokenizer.decode([token_id])
+        text.append(piece, style="green" if label != IGNORE else "dim")
+    return text
+
+
+def show_before_after(console: Console, before: dict | None, after: dict | None) -> None:
+    if not (before and after):
+        return
+    table = Table(title="held-out loss")
+    for column in ("before", "after", "change"):
+        table.add_column(column, justify="right")
+    b, a = before["eval_loss"], after["eval_loss"]
+    table.add_row(f"{b:.4f}", f"{a:.4f}", f"{100 * (a - b) / b:+.1f}%")
+    console.print(table)

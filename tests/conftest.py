@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny local models (one per architecture, built once per session) and small datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tuneforge.config_loading import validate_config
+from tuneforge.demo_data import write_demo_dataset
+from tuneforge.tiny_model import TinySize, build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TUNEFORGE_SHARED", ROOT.parent / "shared"))
+SMALL = TinySize(hidden=64, layers=2, heads=4, kv_heads=2, vocab=1024)
+
+
+def needs_shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared is optional)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    built: dict[str, Path] = {}
+
+    def get(arch: str = "llama") -> Path:
+        if arch not in built:
+            built[arch] = build_tiny_model(tmp_path_factory.mktemp(f"tiny-{arch}"), arch, SMALL)
+        return built[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory) -> tuple[Path, Path]:
+    return write_demo_dataset(tmp_path_factory.mktemp("demo"), n_train=160, n_eval=24)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def quick_config(model_dir: Path, train_path: Path, eval_path: Path | None = None, **sections):
+    """A config for a few fast CPU steps; `sections` merge into the defaults, e.g. train={'max_steps': 4}."""
+    raw = {
+        "model": {"name_or_path": str(model_dir)},
+        "data": {"path": str(train_path), "eval_path": str(eval_path) if eval_path else None},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        "train": {
+            "max_steps": 4,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "max_length": 64,
+            "eval_steps": 2,
+            "save_steps": 2,
+            "logging_steps": 1,
+        },
+        "log": {"tensorboard": True},
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values) if isinstance(values, dict) else raw.__setitem__(
+            section, values
+        )
+    return validate_config(raw)

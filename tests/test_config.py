@@ -1,0 +1,61 @@
+"""Config validation: strict keys with suggestions, --set overrides, and every shipped example loads."""
+
+from pathlib import Path
+
+import pytest
+
+from tuneforge.config_loading import apply_override, load_config, validate_config
+from tuneforge.errors import TuneforgeError
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+BASE = {"model": {"name_or_path": "m"}, "data": {"path": "d.jsonl"}}
+
+
+def test_unknown_key_names_the_closest_valid_key():
+    with pytest.raises(TuneforgeError) as err:
+        validate_config({**BASE, "train": {"learnig_rate": 1e-4}}, source="my.yaml")
+    message = str(err.value)
+    assert "my.yaml" in message
+    assert "unknown key 'train.learnig_rate'" in message
+    assert "did you mean 'learning_rate'" in message
+
+
+def test_unknown_section_is_reported():
+    with pytest.raises(TuneforgeError, match="did you mean 'lora'"):
+        validate_config({**BASE, "lorra": {"r": 8}})
+
+
+def test_bad_choice_names_the_field():
+    with pytest.raises(TuneforgeError, match="quant.mode"):
+        validate_config({**BASE, "quant": {"mode": "3bit"}})
+
+
+def test_quantized_full_finetune_is_refused():
+    with pytest.raises(TuneforgeError, match="needs lora.method=lora"):
+        validate_config({**BASE, "quant": {"mode": "4bit"}, "lora": {"method": "full"}})
+
+
+def test_set_overrides_parse_yaml_values():
+    raw = {"model": {"name_or_path": "m"}}
+    apply_override(raw, "train.max_steps=20")
+    apply_override(raw, "lora.target_modules=[q_proj, v_proj]")
+    apply_override(raw, "data.eval_path=null")
+    apply_override(raw, "data.path=file=with=equals.jsonl")
+    assert raw["train"]["max_steps"] == 20
+    assert raw["lora"]["target_modules"] == ["q_proj", "v_proj"]
+    assert raw["data"]["eval_path"] is None
+    assert raw["data"]["path"] == "file=with=equals.jsonl"
+    with pytest.raises(TuneforgeError, match="section.key=value"):
+        apply_override(raw, "nonsense")
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(TuneforgeError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_validates(path):
+    config = load_config(path)
+    assert config.model.name_or_path
+    assert config.data.format != "auto", "examples state their data shape explicitly"

@@ -1,0 +1,68 @@
+"""With a real pretrained base (../shared/models/stories260K: no pad token, no chat template), LoRA on a real
+CSV lowers held-out loss below the base's, and the adapter reloaded from disk gives the same logits."""
+
+import pytest
+import torch
+from conftest import needs_shared, quick_config
+from transformers import TrainerCallback
+
+from tuneforge.finetune import run_finetune
+from tuneforge.generation import load_run
+
+PROBE = "### Instruction:\nWhat are the symptoms of Asthma?\n\n### Response:\n"
+
+
+class CaptureLogits(TrainerCallback):
+    """Logits of the in-memory model at the end of training, before anything is saved."""
+
+    def __init__(self, tokenizer_ids):
+        self.ids = tokenizer_ids
+        self.logits = None
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        model.eval()
+        with torch.no_grad():
+            self.logits = model(input_ids=self.ids.to(next(model.parameters()).device)).logits.cpu()
+
+
+@pytest.mark.slow
+def test_lora_beats_the_pretrained_base_and_reloads_exactly(tmp_path):
+    base = needs_shared("models", "stories260K")
+    csv = needs_shared("data", "diseases_symptoms", "Diseases_Symptoms.csv")
+    config = quick_config(
+        base,
+        csv,
+        data={
+            "eval_path": None,
+            "eval_fraction": 0.1,
+            "format": "prompt_completion",
+            "prompt_format": "What are the symptoms of {Name}?",
+            "columns": {"completion": "Symptoms"},
+            "template": "alpaca",
+        },
+        lora={"r": 16, "alpha": 32, "dropout": 0.0},
+        train={
+            "max_steps": None,
+            "epochs": 3,
+            "batch_size": 8,
+            "learning_rate": 3e-3,
+            "max_length": 256,
+            "eval_steps": 50,
+            "save_steps": 1000,
+            "logging_steps": 10,
+        },
+    )
+    from transformers import AutoTokenizer
+
+    probe_ids = torch.tensor([AutoTokenizer.from_pretrained(base)(PROBE).input_ids])
+    capture = CaptureLogits(probe_ids)
+    result = run_finetune(config, tmp_path / "stories", extra_callbacks=[capture])
+
+    before, after = result.eval_before["eval_loss"], result.eval_after["eval_loss"]
+    print(f"\nstories260K on Diseases_Symptoms.csv: held-out loss base {before:.4f} -> LoRA {after:.4f}")
+    assert after < before * 0.9, "fine-tuning must clearly lower held-out loss"
+
+    reloaded = load_run(result.run_dir)
+    with torch.no_grad():
+        logits = reloaded.model(input_ids=probe_ids).logits
+    assert torch.allclose(logits, capture.logits, atol=1e-5), (logits - capture.logits).abs().max()

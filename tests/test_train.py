@@ -1,0 +1,135 @@
+"""End to end on tiny local models: the run directory, refusal to overwrite, generation, QLoRA, resume."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import quick_config
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from tuneforge.cli import app
+from tuneforge.config_loading import config_to_yaml
+from tuneforge.finetune import run_finetune
+from tuneforge.run_dir import RunDir
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_models, demo_files, tmp_path_factory):
+    config = quick_config(tiny_models("llama"), *demo_files, train={"max_steps": 6})
+    run_dir = tmp_path_factory.mktemp("run") / "quick"
+    result = run_finetune(config, run_dir)
+    return result
+
+
+def test_run_directory_holds_every_artifact(finished_run):
+    run = RunDir(finished_run.run_dir)
+    for path in (run.config, run.manifest, run.metrics, run.loss_plot):
+        assert path.is_file() and path.stat().st_size > 0, path
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "chat_template.jinja"):
+        assert (run.adapter / name).is_file(), name
+    assert "### Response:" in (run.adapter / "chat_template.jinja").read_text(), (
+        "the template used travels along"
+    )
+    assert sorted(p.name for p in run.checkpoints.iterdir())[-1] == "checkpoint-6"
+    assert any(run.tensorboard.glob("events.out.tfevents.*"))
+    manifest = json.loads(run.manifest.read_text())
+    assert manifest["status"] == "finished" and manifest["global_step"] == 6
+    assert manifest["versions"]["transformers"] and manifest["seed"] == 42
+    assert manifest["rows"] == {"train": 160, "eval": 24}
+    assert {f["path"].rsplit("/", 1)[-1] for f in manifest["data_files"]} == {"train.jsonl", "eval.jsonl"}
+    assert all(len(f["sha256"]) == 64 for f in manifest["data_files"])
+    records = [json.loads(line) for line in run.metrics.read_text().splitlines()]
+    assert any("loss" in r for r in records) and any(r.get("eval_loss") and r["step"] == 0 for r in records)
+
+
+def test_finished_run_is_not_overwritten(finished_run, tiny_models, demo_files):
+    config = quick_config(tiny_models("llama"), *demo_files)
+    before = (RunDir(finished_run.run_dir).adapter / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(Exception, match="holds a finished run"):
+        run_finetune(config, finished_run.run_dir)
+    assert (RunDir(finished_run.run_dir).adapter / "adapter_model.safetensors").read_bytes() == before
+
+
+def test_generate_cli_reads_the_run(finished_run, tmp_path):
+    prompts = tmp_path / "in.jsonl"
+    prompts.write_text(json.dumps({"prompt": "delete a.txt", "completion": "rm a.txt"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    args = ["generate", str(finished_run.run_dir), "--input", str(prompts), "--output", str(out)]
+    result = runner.invoke(app, [*args, "--max-new-tokens", "8"])
+    assert result.exit_code == 0, result.output
+    assert "exact match" in result.output
+    row = json.loads(out.read_text())
+    assert row["prompt"] == "delete a.txt" and isinstance(row["generation"], str)
+
+
+def test_qlora_nf4_double_quant_trains_on_cpu(tiny_models, demo_files, tmp_path):
+    config = quick_config(
+        tiny_models("llama"),
+        *demo_files,
+        quant={"mode": "4bit", "quant_type": "nf4", "double_quant": True},
+        train={"max_steps": 4, "eval_before_training": False},
+    )
+    captured = {}
+
+    from transformers import TrainerCallback
+
+    class Inspect(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            layers = [m for m in model.modules() if type(m).__name__ == "Linear4bit"]
+            captured["quantized_layers"] = len(layers)
+            captured["quant_type"] = layers[0].weight.quant_type
+            captured["double_quant"] = layers[0].weight.quant_state.nested
+
+    run_finetune(config, tmp_path / "qlora", extra_callbacks=[Inspect()])
+    assert captured == {"quantized_layers": 14, "quant_type": "nf4", "double_quant": True}
+    adapter = load_file(tmp_path / "qlora" / "adapter" / "adapter_model.safetensors")
+    lora_b = [t for name, t in adapter.items() if "lora_B" in name]
+    assert lora_b and all(torch.isfinite(t).all() for t in lora_b)
+    assert any(t.abs().sum() > 0 for t in lora_b), "LoRA B starts at zero; training must have moved it"
+
+
+KILL_AFTER_CHECKPOINT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from transformers import TrainerCallback
+    from tuneforge.config_loading import load_config
+    from tuneforge.finetune import run_finetune
+
+    class KillAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 4:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    run_finetune(load_config(sys.argv[1]), sys.argv[2], extra_callbacks=[KillAfterSave()])
+    """
+)
+
+
+def test_killed_run_resumes_to_the_same_final_step(tiny_models, demo_files, tmp_path):
+    config = quick_config(
+        tiny_models("llama"), *demo_files, train={"max_steps": 8, "save_steps": 4, "eval_steps": 4}
+    )
+    config_path = tmp_path / "resume.yaml"
+    config_path.write_text(config_to_yaml(config))
+    run_dir = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_CHECKPOINT, str(config_path), str(run_dir)])
+    assert killed.returncode == -9, "the training process was killed"
+    run = RunDir(run_dir)
+    assert run.latest_checkpoint().name == "checkpoint-4" and not run.adapter.exists()
+
+    refused = runner.invoke(app, ["train", str(config_path), "--output-dir", str(run_dir)])
+    assert refused.exit_code == 2 and "--resume" in refused.output
+
+    resumed = runner.invoke(app, ["train", str(config_path), "--output-dir", str(run_dir), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming from" in resumed.output and "checkpoint-4" in resumed.output
+    manifest = json.loads(run.manifest.read_text())
+    assert manifest["status"] == "finished" and manifest["global_step"] == 8
+    steps = [json.loads(line)["step"] for line in run.metrics.read_text().splitlines() if '"loss"' in line]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == 8
