@@ -30,7 +30,7 @@ def test_every_example_is_registered_here():
 def fake_rows(path: Path, columns: list[str], n: int = 12) -> Path:
     rows = []
     for i in range(n):
-        row = {name: f"{name} number {i} with a few words" for name in columns}
+        row = {name: f"{name} {i}" for name in columns}
         if "messages" in columns:
             row["messages"] = [
                 {"role": "user", "content": f"q{i}"},
@@ -52,7 +52,7 @@ def test_example_trains_two_steps_on_a_tiny_model(name, tiny_models, tmp_path):
         "data.eval_path": "null",
         "data.eval_fraction": 0.25,
         "train.max_steps": 2,
-        "train.max_length": 64,
+        "train.max_length": 128,
     }
     args = ["train", str(config_path), "--output-dir", str(tmp_path / "run")]
     for key, value in overrides.items():

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import bitsandbytes as bnb
 import pytest
 import torch
 from conftest import quick_config
@@ -81,7 +82,7 @@ def test_qlora_nf4_double_quant_trains_on_cpu(tiny_models, demo_files, tmp_path)
 
     class Inspect(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
-            layers = [m for m in model.modules() if type(m).__name__ == "Linear4bit"]
+            layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
             captured["quantized_layers"] = len(layers)
             captured["quant_type"] = layers[0].weight.quant_type
             captured["double_quant"] = layers[0].weight.quant_state.nested

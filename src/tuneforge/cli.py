@@ -70,6 +70,7 @@ def generate(
     base_only: bool = typer.Option(
         False, "--base-only", help="Use the base model without the adapter (baseline)."
     ),
+    show: int = typer.Option(0, "--show", help="With --output, also print the first N rows."),
 ) -> None:
     """Generate with the run's model; with --input rows that carry a 'completion', report exact match."""
     from tuneforge.generation import exact_match, load_run
@@ -140,7 +141,7 @@ class user_errors:  # noqa: N801 - used as a context manager, reads like a state
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None and issubclass(exc_type, TuneforgeError):
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
         return False
 

@@ -22,7 +22,7 @@ from tuneforge.config_loading import config_to_yaml
 from tuneforge.data import prepare_data
 from tuneforge.errors import TuneforgeError
 from tuneforge.manifest import now, start_fields, write_manifest
-from tuneforge.modeling import build_model
+from tuneforge.modeling import build_model, save_trained
 from tuneforge.plots import plot_loss, read_metrics
 from tuneforge.reporting import show_before_after, show_data, show_parameters
 from tuneforge.run_dir import RunDir
@@ -55,7 +55,7 @@ def run_finetune(
     if checkpoint is not None:
         check_resumable(run, config)
         run.keep_metrics_up_to(int(checkpoint.name.split("-")[-1]))
-        console.print(f"resuming from [bold]{checkpoint}[/]")
+        console.print(f"resuming from [bold]{checkpoint}[/]", soft_wrap=True)
     run.config.write_text(config_to_yaml(config))
 
     set_seed(config.train.seed)  # before the model: LoRA's initial weights come from this seed
@@ -94,7 +94,7 @@ def run_finetune(
     after = final_evaluation(trainer) if data.eval is not None else None
     show_before_after(console, before or first_eval(run), after)
 
-    bundle.model.save_pretrained(run.adapter)
+    save_trained(bundle.model, run.adapter)
     bundle.tokenizer.save_pretrained(run.adapter)  # carries the exact chat template used in training
     plot_loss(run.metrics, run.loss_plot, title=f"{config.model.name_or_path} · {config.lora.method}")
     write_manifest(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
-from peft import get_peft_model, prepare_model_for_kbit_training
+from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 from peft.tuners.lora import LoraLayer
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel
@@ -43,9 +43,15 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 
 def load_tokenizer(model: ModelConfig):
-    tokenizer = AutoTokenizer.from_pretrained(
-        model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code
-    )
+    check_model_source(model.name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code
+        )
+    except OSError as exc:  # not on the hub, no network, gated repo: the reason is in the message
+        raise TuneforgeError(
+            f"could not load the tokenizer of {model.name_or_path!r} (model.name_or_path): {exc}"
+        ) from exc
     if tokenizer.pad_token is None:
         # Safe here: labels are built before padding and padded by position with -100, so EOS keeps its loss.
         tokenizer.pad_token = tokenizer.eos_token
@@ -120,7 +126,11 @@ def apply_lora(
 ) -> nn.Module:
     if quantized:
         # Casts norms to fp32 and makes inputs require grad, so checkpointed quantized layers get gradients.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     if lora.method == "full":
         return model
     if lora.target_modules != "all-linear":
@@ -136,6 +146,16 @@ def apply_lora(
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, peft_config)
+
+
+def save_trained(model: nn.Module, out_dir: Path) -> None:
+    """Save the adapter (or, for a full fine-tune, the whole model) as safetensors."""
+    if isinstance(model, PeftModel):
+        # The vocabulary is never resized, so a LoRA on lm_head needs only its A/B matrices, not a copy of
+        # the base head (peft's default when lm_head is targeted: ~500 MB for a 7B model).
+        model.save_pretrained(out_dir, save_embedding_layers=False)
+    else:
+        model.save_pretrained(out_dir)
 
 
 def adapted_module_names(model: nn.Module) -> dict[str, int]:
