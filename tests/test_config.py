@@ -59,3 +59,12 @@ def test_every_example_validates(path):
     config = load_config(path)
     assert config.model.name_or_path
     assert config.data.format != "auto", "examples state their data shape explicitly"
+
+
+def test_readme_config_reference_is_current():
+    from tuneforge.config_reference import render, section_in
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert section_in(readme) == render(), (
+        "refresh it: python -m tuneforge.config_reference --write README.md"
+    )

@@ -67,3 +67,9 @@ def test_all_linear_covers_gpt2_conv1d_layers(tiny_models):
 def test_missing_model_folder():
     with pytest.raises(TuneforgeError, match="model folder not found"):
         build_model(ModelConfig(name_or_path="./no/such/model"), QuantConfig(), LoraConfig(), False)
+
+
+def test_modules_to_save_must_exist(tiny_models):
+    lora = LoraConfig(modules_to_save=["embed_tokens"])  # a Llama name; GPT-2 calls it wte
+    with pytest.raises(TuneforgeError, match="'embed_tokens' is not a module of this model.*wte"):
+        build_model(ModelConfig(name_or_path=str(tiny_models("gpt2"))), QuantConfig(), lora, False)

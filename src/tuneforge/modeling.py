@@ -121,6 +121,17 @@ def check_targets(model: nn.Module, targets: list[str]) -> None:
         )
 
 
+def check_modules_to_save(model: nn.Module, names: list[str]) -> None:
+    leaves = {full_name.rsplit(".", 1)[-1] for full_name, _ in model.named_modules() if full_name}
+    unknown = [name for name in names if name not in leaves]
+    if unknown:
+        top_level = [name for name, _ in model.named_modules() if name.count(".") <= 2 and name]
+        raise TuneforgeError(
+            f"lora.modules_to_save: {', '.join(repr(n) for n in unknown)} is not a module of this model. "
+            f"Embedding and head names here: {', '.join(sorted({n.rsplit('.', 1)[-1] for n in top_level}))}"
+        )
+
+
 def apply_lora(
     model: PreTrainedModel, lora: LoraConfig, quantized: bool, gradient_checkpointing: bool
 ) -> nn.Module:
@@ -135,6 +146,7 @@ def apply_lora(
         return model
     if lora.target_modules != "all-linear":
         check_targets(model, lora.target_modules)
+    check_modules_to_save(model, lora.modules_to_save)
     peft_config = PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,

@@ -1,0 +1,43 @@
+"""The CLI surface: --version, tiny-model, and generate's input checks."""
+
+from transformers import AutoConfig, AutoTokenizer
+from typer.testing import CliRunner
+
+from tuneforge import __version__
+from tuneforge.cli import app
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"tuneforge {__version__}"
+
+
+def test_tiny_model_is_a_base_model_without_pad_token(tmp_path):
+    result = runner.invoke(
+        app, ["tiny-model", str(tmp_path / "m"), "--arch", "mistral", "--hidden", "32", "--layers", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    config = AutoConfig.from_pretrained(tmp_path / "m")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m")
+    assert config.model_type == "mistral" and config.hidden_size == 32 and config.num_hidden_layers == 1
+    assert tokenizer.pad_token is None and tokenizer.chat_template is None
+    assert tokenizer.decode(tokenizer("any text, even ünïcödé").input_ids, skip_special_tokens=True) == (
+        "any text, even ünïcödé"
+    )
+
+
+def test_tiny_model_rejects_unknown_arch(tmp_path):
+    result = runner.invoke(app, ["tiny-model", str(tmp_path / "m"), "--arch", "bert"])
+    assert result.exit_code == 2 and "choose one of llama, mistral, qwen2, phi, gpt2" in result.output
+
+
+def test_generate_needs_a_prompt(tmp_path):
+    result = runner.invoke(app, ["generate", str(tmp_path)])
+    assert result.exit_code == 2 and "--prompt" in result.output
+
+
+def test_generate_refuses_a_folder_that_is_not_a_run(tmp_path):
+    result = runner.invoke(app, ["generate", str(tmp_path), "--prompt", "hi"])
+    assert result.exit_code == 2 and "not a finished tuneforge run" in result.output
