@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import quick_config
 from safetensors.torch import load_file
+from transformers import TrainerCallback
 from typer.testing import CliRunner
 
 from tuneforge.cli import app
@@ -78,8 +79,6 @@ def test_qlora_nf4_double_quant_trains_on_cpu(tiny_models, demo_files, tmp_path)
     )
     captured = {}
 
-    from transformers import TrainerCallback
-
     class Inspect(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
@@ -134,3 +133,20 @@ def test_killed_run_resumes_to_the_same_final_step(tiny_models, demo_files, tmp_
     assert manifest["status"] == "finished" and manifest["global_step"] == 8
     steps = [json.loads(line)["step"] for line in run.metrics.read_text().splitlines() if '"loss"' in line]
     assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == 8
+
+
+def test_8bit_base_trains_on_cpu(tiny_models, demo_files, tmp_path):
+    config = quick_config(
+        tiny_models("llama"),
+        *demo_files,
+        quant={"mode": "8bit"},
+        train={"max_steps": 2, "eval_before_training": False},
+    )
+    seen = {}
+
+    class Inspect(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen["int8_layers"] = sum(isinstance(m, bnb.nn.Linear8bitLt) for m in model.modules())
+
+    result = run_finetune(config, tmp_path / "int8", extra_callbacks=[Inspect()])
+    assert seen["int8_layers"] == 14 and result.global_step == 2

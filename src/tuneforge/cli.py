@@ -77,7 +77,7 @@ def generate(
     from tuneforge.generation import generate as generate_texts
 
     with user_errors():
-        rows = [{"prompt": p} for p in prompt] + (read_jsonl(input_path) if input_path else [])
+        rows = [{"prompt": p} for p in prompt] + (read_prompts(input_path) if input_path else [])
         if not rows:
             raise TuneforgeError("nothing to generate: pass --prompt TEXT or --input FILE.jsonl")
         loaded = load_run(run_dir, base_only=base_only)
@@ -116,20 +116,15 @@ def tiny_model(
         console.print(f"tiny {arch} model written to {path}")
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_prompts(path: Path) -> list[dict]:
+    from tuneforge.data_sources import read_jsonl
+
     if not path.is_file():
         raise TuneforgeError(f"input file not found: {path}")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TuneforgeError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or "prompt" not in row:
-            raise TuneforgeError(f"{path}:{number}: each line needs a 'prompt' field")
-        rows.append(row)
+    rows = read_jsonl(path)
+    missing = next((i for i, row in enumerate(rows, start=1) if "prompt" not in row), None)
+    if missing is not None:
+        raise TuneforgeError(f"{path}: row {missing} has no 'prompt' field (each line needs one)")
     return rows
 
 

@@ -109,7 +109,13 @@ def check_json_file(path: Path) -> None:
         if bad is not None:
             raise TuneforgeError(f"{path}: item {bad} of the JSON list is not an object: {rows[bad]!r:.80}")
         return
-    for number, line in enumerate(text.splitlines(), start=1):
+    read_jsonl(path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSONL file; a bad line is an error that names the file and the line number."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -118,6 +124,8 @@ def check_json_file(path: Path) -> None:
             raise TuneforgeError(f"{path}:{number}: invalid JSON line ({exc.msg}): {line[:80]!r}") from None
         if not isinstance(row, dict):
             raise TuneforgeError(f"{path}:{number}: each JSONL line must be an object, got {line[:80]!r}")
+        rows.append(row)
+    return rows
 
 
 def read_saved_folder(path: Path, split: str) -> Dataset:

@@ -66,26 +66,7 @@ def run_finetune(
     rows = {"train": data.train_stats.kept, "eval": data.eval_stats.kept if data.eval_stats else 0}
     write_manifest(run.manifest, start_fields(data.files, rows, config.train.seed))
 
-    args = training_arguments(
-        config.train,
-        output_dir=run.checkpoints,
-        dtype=bundle.dtype,
-        has_eval=data.eval is not None,
-        report_to=list(config.log.report_to),
-    )
-    callbacks: list[TrainerCallback] = [MetricsFileCallback(run.metrics), RichProgressCallback(console)]
-    if config.log.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(str(run.tensorboard))))
-    trainer = build_trainer(
-        bundle.model,
-        args,
-        train_set=data.train,
-        eval_set=data.eval,
-        pad_token_id=bundle.tokenizer.pad_token_id,
-        callbacks=[*callbacks, *extra_callbacks],
-    )
+    trainer = assemble_trainer(config, bundle, data, run, [*extra_callbacks], console)
 
     before = None
     if data.eval is not None and config.train.eval_before_training and checkpoint is None:
@@ -102,6 +83,31 @@ def run_finetune(
     )
     console.print(f"[bold green]done[/]: {run.root}")
     return FinetuneResult(run.root, before or first_eval(run), after, trainer.state.global_step)
+
+
+def assemble_trainer(
+    config: RunConfig, bundle, data, run: RunDir, extra: list[TrainerCallback], console: Console
+):
+    args = training_arguments(
+        config.train,
+        output_dir=run.checkpoints,
+        dtype=bundle.dtype,
+        has_eval=data.eval is not None,
+        report_to=list(config.log.report_to),
+    )
+    callbacks: list[TrainerCallback] = [MetricsFileCallback(run.metrics), RichProgressCallback(console)]
+    if config.log.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(str(run.tensorboard))))
+    return build_trainer(
+        bundle.model,
+        args,
+        train_set=data.train,
+        eval_set=data.eval,
+        pad_token_id=bundle.tokenizer.pad_token_id,
+        callbacks=[*callbacks, *extra],
+    )
 
 
 def final_evaluation(trainer) -> dict:

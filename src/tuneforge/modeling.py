@@ -192,6 +192,9 @@ def build_model(
     model_cfg: ModelConfig, quant: QuantConfig, lora: LoraConfig, gradient_checkpointing: bool
 ) -> ModelBundle:
     tokenizer = load_tokenizer(model_cfg)
+    if lora.method == "full" and resolve_dtype(model_cfg.dtype) == torch.float16:
+        # fp16 mixed precision needs fp32 master weights; training fp16 weights in full fails in the grad scaler.
+        model_cfg = model_cfg.model_copy(update={"dtype": "float32"})
     base, dtype = load_base_model(model_cfg, quant)
     if gradient_checkpointing and quant.mode == "none":
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
