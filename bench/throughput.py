@@ -25,7 +25,7 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CHATDOCTOR = SHARED / "data" / "chatdoctor" / "chatdoctor5k.json"
 PROMPT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-CONTENDERS = ("seed", "trl", "tuneforge")
+CONTENDERS = ("seed", "trl", "tuneforge", "tuneforge-packed")
 TRAIN_ROWS, EVAL_ROWS, MAX_LEN, BATCH, LR = 400, 40, 512, 4, 2e-4
 
 
@@ -156,7 +156,7 @@ def trl_default(model_dir: Path, train: Path):
     return trainer, trainer.model, tokenizer, collator
 
 
-def tuneforge_path(model_dir: Path, train: Path):
+def tuneforge_path(model_dir: Path, train: Path, packing: bool = False):
     """tuneforge's own stages with the settings `tuneforge train` uses by default on CPU."""
     from tuneforge.config import DataConfig, LoraConfig, ModelConfig, QuantConfig, TrainConfig
     from tuneforge.data import prepare_data
@@ -182,6 +182,7 @@ def tuneforge_path(model_dir: Path, train: Path):
         eval_set=None,
         pad_token_id=bundle.tokenizer.pad_token_id,
         callbacks=[],
+        packing=packing,
     )
     trainer.data_collator = collator = CountingCollator(trainer.data_collator)
     return trainer, bundle.model, bundle.tokenizer, collator
@@ -218,7 +219,12 @@ def held_out_loss(model, tokenizer, held_out: Path) -> float:
 
 
 def run_one(contender: str, model_dir: Path, train: Path, held_out: Path) -> dict:
-    build = {"seed": seed_style, "trl": trl_default, "tuneforge": tuneforge_path}[contender]
+    build = {
+        "seed": seed_style,
+        "trl": trl_default,
+        "tuneforge": tuneforge_path,
+        "tuneforge-packed": lambda m, t: tuneforge_path(m, t, packing=True),
+    }[contender]
     trainer, model, tokenizer, collator = build(model_dir, train)
     start = time.perf_counter()
     trainer.train()
@@ -252,7 +258,7 @@ def print_table(name: str, results: dict[str, dict]) -> None:
         "tok/s vs seed",
     ):
         table.add_column(column, justify="right")
-    seed = results["seed"]["real_tokens_per_s"]
+    seed = results["seed"]["real_tokens_per_s"] if "seed" in results else None
     for contender, r in results.items():
         table.add_row(
             contender,
@@ -261,7 +267,7 @@ def print_table(name: str, results: dict[str, dict]) -> None:
             f"{r['padding']:.0%}",
             f"{r['peak_rss_mb']:.0f}",
             f"{r['held_out_loss']:.4f}",
-            f"{r['real_tokens_per_s'] / seed:.2f}x",
+            f"{r['real_tokens_per_s'] / seed:.2f}x" if seed else "-",
         )
     Console().print(table)
 
@@ -271,6 +277,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", nargs="+", default=["gpt2", "stories"], choices=["gpt2", "stories"])
+    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
     parser.add_argument(
         "--child", nargs=4, metavar=("CONTENDER", "MODEL", "TRAIN", "EVAL"), help=argparse.SUPPRESS
     )
@@ -287,7 +294,7 @@ def main() -> int:
     summary = {}
     for name in args.models:
         results = {}
-        for contender in CONTENDERS:
+        for contender in args.contenders:
             cmd = [
                 sys.executable,
                 __file__,
@@ -304,7 +311,7 @@ def main() -> int:
             results[contender] = json.loads(out.stdout.strip().splitlines()[-1])
         print_table(name, results)
         summary[name] = results
-    if "gpt2" in summary:
+    if "gpt2" in summary and {"seed", "trl", "tuneforge"} <= set(summary["gpt2"]):
         r = summary["gpt2"]
         tf = r["tuneforge"]["real_tokens_per_s"]
         print(

@@ -98,6 +98,30 @@ def generate(
             )
 
 
+@app.command()
+def plan(
+    config_path: Path = typer.Argument(..., help="YAML run config."),
+    gpu: str | None = typer.Option(
+        None, "--gpu", help="Plan for this GPU (see the list in --help), not this machine."
+    ),
+    set_: list[str] = typer.Option([], "--set", help="Override a key, as for train."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """Memory by component, the largest batch that fits, and estimated tokens/s, before any download."""
+    from tuneforge.config_loading import load_config
+    from tuneforge.plan import DEVICES, make_plan, plan_as_dict
+    from tuneforge.reporting import show_plan
+
+    with user_errors():
+        if gpu is not None and gpu not in DEVICES:
+            raise TuneforgeError(f"--gpu {gpu!r}: choose one of {', '.join(DEVICES)}")
+        result = make_plan(load_config(config_path, set_), gpu or "cpu")
+        if as_json:
+            print(json.dumps(plan_as_dict(result), indent=2))
+        else:
+            show_plan(console, result)
+
+
 @app.command("tiny-model")
 def tiny_model(
     out_dir: Path = typer.Argument(..., help="Folder to write the model and tokenizer to."),

@@ -159,6 +159,16 @@ class TrainConfig(Section):
     group_by_length: bool = Field(
         True, description="Batch samples of similar length together (less padding)."
     )
+    packing: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Padding-free packing: a batch's samples are concatenated into one row and kept apart by "
+        "position ids (no padding, no cross-sample attention). auto: on with CUDA, off on CPU (measured slower).",
+    )
+    liger: Literal["auto", "off"] = Field(
+        "auto",
+        description="Liger kernels (RMSNorm, SwiGLU, RoPE, fused linear cross-entropy): auto = with CUDA when installed.",
+    )
+    torch_compile: bool = Field(False, description="torch.compile the model (GPU; first steps are slower).")
     eval_steps: int = Field(50, ge=1, description="Evaluate every N optimizer steps.")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps.")
     save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints.")

@@ -26,7 +26,7 @@ from tuneforge.modeling import build_model, save_trained
 from tuneforge.plots import plot_loss, read_metrics
 from tuneforge.reporting import show_before_after, show_data, show_parameters
 from tuneforge.run_dir import RunDir
-from tuneforge.training import build_trainer, training_arguments
+from tuneforge.training import build_trainer, training_arguments, use_packing
 
 # Keys that may change between a run and its --resume; anything else would silently mix two experiments.
 RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_steps", "save_steps", "logging_steps", "save_total_limit"}
@@ -107,6 +107,7 @@ def assemble_trainer(
         eval_set=data.eval,
         pad_token_id=bundle.tokenizer.pad_token_id,
         callbacks=[*callbacks, *extra],
+        packing=use_packing(config.train),
     )
 
 

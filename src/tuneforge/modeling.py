@@ -167,6 +167,7 @@ def save_trained(model: nn.Module, out_dir: Path) -> None:
         # the base head (peft's default when lm_head is targeted: ~500 MB for a 7B model).
         model.save_pretrained(out_dir, save_embedding_layers=False)
     else:
+        model.config.use_cache = True  # turned off for training only; inference wants it
         model.save_pretrained(out_dir)
 
 
@@ -196,6 +197,8 @@ def build_model(
         # fp16 mixed precision needs fp32 master weights; training fp16 weights in full fails in the grad scaler.
         model_cfg = model_cfg.model_copy(update={"dtype": "float32"})
     base, dtype = load_base_model(model_cfg, quant)
+    # No KV cache while training: it is never reused, and its presence turns off packed-sequence masking.
+    base.config.use_cache = False
     if gradient_checkpointing and quant.mode == "none":
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.enable_input_require_grads()

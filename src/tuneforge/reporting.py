@@ -68,3 +68,30 @@ def show_before_after(console: Console, before: dict | None, after: dict | None)
     b, a = before["eval_loss"], after["eval_loss"]
     table.add_row(f"{b:.4f}", f"{a:.4f}", f"{100 * (a - b) / b:+.1f}%")
     console.print(table)
+
+
+def show_plan(console: Console, plan) -> None:
+    console.print(f"[bold]plan[/] for batch {plan.batch_size} x {plan.seq_len} tokens on {plan.device}")
+    table = Table()
+    table.add_column("component")
+    table.add_column("GiB", justify="right")
+    for name in (
+        "weights",
+        "adapter",
+        "gradients",
+        "optimizer",
+        "activations",
+        "logits",
+        "overhead",
+        "total",
+    ):
+        value = getattr(plan, f"{name}_gib")
+        table.add_row(f"[bold]{name}[/]" if name == "total" else name, f"{value:.2f}")
+    console.print(table)
+    verdict = "[green]fits[/]" if plan.total_gib <= 0.92 * plan.device_gib else "[red]does not fit[/]"
+    console.print(
+        f"{verdict} in {plan.device_gib:.1f} GiB; largest batch that fits: {plan.max_batch_that_fits}\n"
+        f"parameters: {plan.params_total:,} ({plan.params_trainable:,} trainable)\n"
+        f"estimated {plan.tokens_per_second:,.0f} tokens/s"
+        + (f", at most {plan.run_hours:.2f} h for max_steps" if plan.run_hours else "")
+    )

@@ -7,14 +7,31 @@ measured about 2x slower for the same job (see bench/ and the README).
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import (
+    DataCollatorWithFlattening,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 from tuneforge.batching import PadCollator
 from tuneforge.config import TrainConfig
+
+
+def use_packing(train: TrainConfig) -> bool:
+    return train.packing == "on" or (train.packing == "auto" and torch.cuda.is_available())
+
+
+def use_liger(train: TrainConfig) -> bool:
+    if train.liger == "off" or not torch.cuda.is_available():
+        return False
+    return importlib.util.find_spec("liger_kernel") is not None
 
 
 def training_arguments(
@@ -50,6 +67,8 @@ def training_arguments(
         dataloader_pin_memory=cuda,
         report_to=report_to,
         disable_tqdm=True,
+        use_liger_kernel=use_liger(train),
+        torch_compile=train.torch_compile,
     )
 
 
@@ -61,8 +80,14 @@ def build_trainer(
     eval_set: Dataset | None,
     pad_token_id: int,
     callbacks: list[TrainerCallback],
+    packing: bool = False,
 ) -> Trainer:
-    collator = PadCollator(pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
+    if packing:
+        # One row per batch, position ids restarting at each sample: transformers builds a block-diagonal
+        # mask from them (or uses varlen flash attention), so samples never attend to each other.
+        collator = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
+    else:
+        collator = PadCollator(pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
     trainer = Trainer(
         model=model,
         args=args,

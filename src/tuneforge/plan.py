@@ -1,0 +1,239 @@
+"""Plan a run before starting it: memory by component, the largest batch that fits, tokens/s and run time.
+
+The model is built on the meta device from its config (no weights are downloaded or allocated), so the
+plan for a 70B model takes a second. Memory is an estimate from shapes; `bench/plan_accuracy.py`
+compares it with measured peaks.
+
+    tuneforge plan examples/mistral7b_qlora_chatdoctor.yaml --gpu H100-80GB
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from accelerate import init_empty_weights
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM
+from transformers.pytorch_utils import Conv1D
+
+from tuneforge.config import RunConfig
+from tuneforge.modeling import resolve_dtype
+
+GIB = 1024**3
+# name: (memory GiB, dense bf16 TFLOP/s, typical model-FLOP utilisation for LoRA training)
+DEVICES = {
+    "H100-80GB": (79.6, 989.0, 0.35),
+    "H200": (139.8, 989.0, 0.35),
+    "A100-80GB": (79.2, 312.0, 0.40),
+    "A100-40GB": (39.4, 312.0, 0.40),
+    "L4": (22.0, 121.0, 0.35),
+    "A10G": (22.0, 125.0, 0.35),
+    "RTX4090": (23.6, 165.0, 0.35),
+    "T4": (14.7, 65.0, 0.30),  # fp16: T4 has no bf16
+}
+OPTIMIZER_BYTES = {  # optimizer state per trainable parameter
+    "adamw_torch": 8, "adamw_torch_fused": 8, "paged_adamw_32bit": 8,
+    "paged_adamw_8bit": 2, "adamw_8bit": 2, "adafactor": 0.1, "sgd": 0,
+}  # fmt: skip
+CPU_RUNTIME_BYTES = 0.75 * GIB  # Python, torch, transformers, peft and datasets loaded, before any model
+GPU_RUNTIME_BYTES = 1.0 * GIB  # CUDA context, cuBLAS workspace, allocator slack
+QUANT_BYTES = {"4bit": 0.5 + 0.5 / 64 + 4 / (64 * 256), "8bit": 1.0}  # nf4 + double-quantised absmax; int8
+
+
+@dataclass
+class Plan:
+    device: str
+    batch_size: int
+    seq_len: int
+    params_total: int
+    params_trainable: int
+    weights_gib: float
+    adapter_gib: float
+    gradients_gib: float
+    optimizer_gib: float
+    activations_gib: float
+    logits_gib: float
+    overhead_gib: float
+    total_gib: float
+    device_gib: float
+    max_batch_that_fits: int
+    tokens_per_second: float
+    run_hours: float | None
+
+
+def meta_model(config: RunConfig) -> nn.Module:
+    hf_config = AutoConfig.from_pretrained(
+        config.model.name_or_path,
+        revision=config.model.revision,
+        trust_remote_code=config.model.trust_remote_code,
+    )
+    with init_empty_weights():
+        return AutoModelForCausalLM.from_config(hf_config, trust_remote_code=config.model.trust_remote_code)
+
+
+def linear_shapes(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """Full module name -> (in_features, out_features) for every layer LoRA or quantization touches."""
+    shapes = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            shapes[name] = (module.in_features, module.out_features)
+        elif isinstance(module, Conv1D):
+            shapes[name] = tuple(module.weight.shape)
+    return shapes
+
+
+def targeted(name: str, targets, output_head: str) -> bool:
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf != output_head if targets == "all-linear" else leaf in targets
+
+
+def parameter_bytes(config: RunConfig, model: nn.Module, dtype_bytes: int) -> tuple[int, int, float, float]:
+    """(total params, trainable params, weight bytes, adapter bytes)."""
+    shapes = linear_shapes(model)
+    head = model.get_output_embeddings()
+    head_name = next((n.rsplit(".", 1)[-1] for n, m in model.named_modules() if m is head), "lm_head")
+    total = sum(p.numel() for p in model.parameters())
+    quantized = 0
+    if config.quant.mode != "none":  # bitsandbytes leaves the output head unquantized
+        quantized = sum(i * o for n, (i, o) in shapes.items() if not n.endswith(head_name))
+    # prepare_model_for_kbit_training upcasts everything it does not quantize to fp32
+    rest_bytes = 4 if config.quant.mode != "none" else dtype_bytes
+    weights = quantized * QUANT_BYTES.get(config.quant.mode, 0) + (total - quantized) * rest_bytes
+    if config.lora.method == "full":
+        return total, total, weights, 0.0
+    lora = config.lora
+    adapter = sum(
+        lora.r * (i + o) for n, (i, o) in shapes.items() if targeted(n, lora.target_modules, head_name)
+    )
+    saved = sum(
+        p.numel()
+        for n, m in model.named_modules()
+        if n.rsplit(".", 1)[-1] in lora.modules_to_save
+        for p in m.parameters()
+    )
+    trainable = adapter + saved
+    return total + trainable, trainable, weights, trainable * 4.0  # peft keeps adapters in fp32
+
+
+def activation_bytes(config: RunConfig, hf, batch: int, seq: int, dtype_bytes: int, on_gpu: bool) -> float:
+    """Tensors autograd keeps for backward, per the Llama-style block (attention + gated MLP)."""
+    h = hf.hidden_size
+    inter = getattr(hf, "intermediate_size", None) or 4 * h
+    heads = hf.num_attention_heads
+    kv = h * (getattr(hf, "num_key_value_heads", None) or heads) // heads
+    tokens = batch * seq
+    per_token = (
+        7 * h + 2 * kv + 4 * inter
+    )  # norms, q/k/v/o inputs, rotary q/k, attention out, MLP gate/up/act
+    if config.lora.method == "lora" and config.lora.dropout > 0:
+        per_token += 6 * h + inter  # LoRA dropout keeps its own copy of each adapted input
+    # Fused attention kernels on GPU keep no seq x seq matrix; CPU attention with a padding mask does.
+    scores = 0 if on_gpu else 2 * batch * heads * seq * seq
+    per_layer = (tokens * per_token + scores) * dtype_bytes
+    if config.train.gradient_checkpointing:
+        return (
+            hf.num_hidden_layers * tokens * h * dtype_bytes + per_layer
+        )  # layer inputs + one layer recomputed
+    return hf.num_hidden_layers * per_layer
+
+
+def logits_bytes(hf, batch: int, seq: int) -> float:
+    """Logits, their fp32 copy for the loss and its gradient: the peak at the end of forward."""
+    return 3 * batch * seq * hf.vocab_size * 4
+
+
+def planned_dtype(config: RunConfig, on_gpu: bool) -> torch.dtype:
+    if config.model.dtype != "auto":
+        return resolve_dtype(config.model.dtype)
+    return torch.bfloat16 if on_gpu else torch.float32
+
+
+def estimate(config: RunConfig, model: nn.Module, batch: int, seq: int, device: str) -> dict[str, float]:
+    on_gpu = device != "cpu"
+    dtype_bytes = torch.finfo(planned_dtype(config, on_gpu)).bits // 8
+    total, trainable, weights, adapter = parameter_bytes(config, model, dtype_bytes)
+    full = config.lora.method == "full"
+    grad_bytes = dtype_bytes if full else 4
+    opt_bytes = OPTIMIZER_BYTES[config.train.optimizer] * (dtype_bytes / 4 if full else 1)
+    hf = model.config
+    parts = {
+        "weights": weights,
+        "adapter": adapter,
+        "gradients": trainable * grad_bytes,
+        "optimizer": trainable * opt_bytes,
+        "activations": activation_bytes(config, hf, batch, seq, dtype_bytes, on_gpu),
+        "logits": logits_bytes(hf, batch, seq),
+        "overhead": GPU_RUNTIME_BYTES if on_gpu else CPU_RUNTIME_BYTES,
+    }
+    return {"params_total": total, "params_trainable": trainable, **parts, "total": sum(parts.values())}
+
+
+def measured_cpu_flops(seconds: float = 0.3) -> float:
+    """This machine's fp32 matmul FLOP/s, measured now: a CPU has no table entry worth trusting."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return n * 2 * 1024**3 / (time.perf_counter() - start)
+
+
+def training_flops_per_token(config: RunConfig, params: int, hf, seq: int) -> float:
+    """2N forward + 2N backward through frozen weights (+2N weight grads for full) (+2N recompute)."""
+    factor = 6 if config.lora.method == "full" else 4
+    factor += 2 if config.train.gradient_checkpointing else 0
+    attention = 2 * 2 * hf.num_hidden_layers * seq * hf.hidden_size  # QK^T and AV, causal half, fwd
+    return factor * params + attention * factor / 2
+
+
+def make_plan(config: RunConfig, device: str = "cpu") -> Plan:
+    model = meta_model(config)
+    batch, seq = config.train.batch_size, config.train.max_length
+    if device == "cpu":
+        import psutil
+
+        device_bytes, flops, mfu = (
+            psutil.virtual_memory().total,
+            measured_cpu_flops(),
+            0.5,
+        )  # mfu vs 1k matmul
+    else:
+        memory, tflops, mfu = DEVICES[device]
+        device_bytes, flops = memory * GIB, tflops * 1e12
+    parts = estimate(config, model, batch, seq, device)
+    fits = 0
+    while fits < 1024 and estimate(config, model, fits + 1, seq, device)["total"] <= 0.92 * device_bytes:
+        fits += 1
+    if config.quant.mode != "none":
+        mfu *= 0.6  # dequantizing every weight on every forward and backward: an assumption, not yet measured
+    per_token = training_flops_per_token(config, parts["params_total"], model.config, seq)
+    tokens_per_second = flops * mfu / per_token
+    steps = config.train.max_steps
+    # An upper bound: every sample filled to max_length. Without max_steps the row count is unknown here.
+    total_tokens = steps * batch * config.train.grad_accumulation * seq if steps else None
+    gib = {key: parts[key] / GIB for key in parts if key not in ("params_total", "params_trainable")}
+    return Plan(
+        device=device,
+        batch_size=batch,
+        seq_len=seq,
+        params_total=int(parts["params_total"]),
+        params_trainable=int(parts["params_trainable"]),
+        weights_gib=gib["weights"],
+        adapter_gib=gib["adapter"],
+        gradients_gib=gib["gradients"],
+        optimizer_gib=gib["optimizer"],
+        activations_gib=gib["activations"],
+        logits_gib=gib["logits"],
+        overhead_gib=gib["overhead"],
+        total_gib=gib["total"],
+        device_gib=device_bytes / GIB,
+        max_batch_that_fits=fits,
+        tokens_per_second=tokens_per_second,
+        run_hours=total_tokens / tokens_per_second / 3600 if total_tokens else None,
+    )
+
+
+def plan_as_dict(plan: Plan) -> dict:
+    return asdict(plan)
