@@ -4,7 +4,7 @@ Same model, data (first 400 ChatDoctor rows, 40 held-out rows after them), LoRA 
 batch 4, max_length 512, lr 2e-4, one epoch. Each contender runs in its own process, so peak RSS is its
 own. Held-out loss is measured the same way for all three: completion tokens only, the same prompt text.
 
-    .venv/bin/python bench/throughput.py                 # both models, ~10 min on 2 cores
+    .venv/bin/python bench/throughput.py                 # both models, all contenders: ~16 min on 2 cores
     .venv/bin/python bench/throughput.py --models gpt2   # only the 16M Llama with the GPT-2 tokenizer
 
 Needs ../shared (ChatDoctor, the GPT-2 tokenizer, stories260K) and trl (the dev extra); skips without them.
