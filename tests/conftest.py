@@ -68,3 +68,9 @@ def quick_config(model_dir: Path, train_path: Path, eval_path: Path | None = Non
             section, values
         )
     return validate_config(raw)
+
+
+@pytest.fixture(autouse=True)
+def private_token_cache(tmp_path, monkeypatch):
+    """Each test gets its own tokenization cache, so no test sees another's entries."""
+    monkeypatch.setenv("TUNEFORGE_CACHE", str(tmp_path / "token-cache"))

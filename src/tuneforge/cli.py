@@ -99,6 +99,25 @@ def generate(
 
 
 @app.command()
+def data(
+    config_path: Path = typer.Argument(..., help="YAML run config."),
+    n: int = typer.Option(3, "--n", help="Rendered samples to show."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key, as for train."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Show what training will see: samples, lengths, truncation, preflight checks, LoRA target matches."""
+    from tuneforge.config_loading import load_config
+    from tuneforge.data_report import data_report, show_report
+
+    with user_errors():
+        config = load_config(config_path, set_)
+        if as_json:
+            print(json.dumps(data_report(config)[1], indent=2))
+        else:
+            show_report(console, config, n)
+
+
+@app.command()
 def plan(
     config_path: Path = typer.Argument(..., help="YAML run config."),
     gpu: str | None = typer.Option(

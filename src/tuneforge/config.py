@@ -79,6 +79,30 @@ class ColumnsConfig(Section):
     prompt: str = Field("prompt", description="prompt_completion: the prompt column.")
     completion: str = Field("completion", description="prompt_completion: the completion column.")
     messages: str = Field("messages", description="messages: the column holding [{role, content}, ...].")
+    conversations: str = Field(
+        "conversations", description="sharegpt: the column holding [{from, value}, ...]."
+    )
+    text: str = Field("text", description="text: the column of plain documents (continued pretraining).")
+
+
+Severity = Literal["error", "warn", "off"]
+
+
+class PreflightConfig(Section):
+    eos: Severity = Field("error", description="Every completion ends with a trained EOS token.")
+    trained_tokens: Severity = Field(
+        "error",
+        description="No sample is left with nothing to train (empty answer, or cut off by max_length).",
+    )
+    double_bos: Severity = Field("error", description="No sample starts with two BOS tokens.")
+    prompt_match: Severity = Field(
+        "error", description="Training prompts equal, token for token, the prompts inference builds."
+    )
+    truncation: Severity = Field("error", description="At most max_truncated_fraction of samples are cut.")
+    overlap: Severity = Field("warn", description="Evaluation samples that also occur in training.")
+    max_truncated_fraction: float = Field(
+        0.05, ge=0, le=1, description="Allowed share of samples cut by max_length."
+    )
 
 
 class DataConfig(Section):
@@ -87,8 +111,9 @@ class DataConfig(Section):
     )
     hub_config: str | None = Field(None, description="Hub dataset configuration name, if it has several.")
     split: str = Field("train", description="Split to read from a hub dataset or a saved DatasetDict.")
-    format: Literal["auto", "alpaca", "prompt_completion", "messages"] = Field(
-        "auto", description="Row shape; auto detects messages, then alpaca, then prompt/completion columns."
+    format: Literal["auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text"] = Field(
+        "auto",
+        description="Row shape; auto detects messages, sharegpt, alpaca, prompt/completion, then text columns.",
     )
     columns: ColumnsConfig = Field(
         default_factory=ColumnsConfig, description="Your column names for each shape."
@@ -106,6 +131,14 @@ class DataConfig(Section):
     )
     train_on: Literal["completion", "all"] = Field(
         "completion", description="completion: loss on assistant tokens (and EOS) only; all: on every token."
+    )
+    cache: bool = Field(
+        True,
+        description="Reuse tokenized data when data, tokenizer, template, max_length and mapping are unchanged.",
+    )
+    preflight: PreflightConfig = Field(
+        default_factory=PreflightConfig,
+        description="Checks run before training; each can be error, warn or off.",
     )
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held-out fraction when no eval_path is given.")
     eval_path: str | None = Field(None, description="Separate evaluation file (same shape as path).")

@@ -1,19 +1,22 @@
 """Data stage: config section `data` -> tokenized train/eval sets with labels, plus what happened to the rows.
 
 load rows -> detect shape -> check columns -> install the prompt template -> ids and labels
+(or the tokenization cache) -> preflight checks
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from tuneforge import token_cache
 from tuneforge.config import DataConfig
-from tuneforge.data_sources import load_raw_data
+from tuneforge.data_sources import RawData, load_raw_data
 from tuneforge.formatting import check_columns, detect_format, row_formatter
+from tuneforge.preflight import CheckResult, run_preflight
 from tuneforge.templates import install_chat_template
 from tuneforge.tokenization import Encoder, TokenizeStats, tokenize_rows
 
@@ -27,6 +30,8 @@ class PreparedData:
     format: str
     template_source: str
     files: list[Path]
+    preflight: list[CheckResult] = field(default_factory=list)
+    cache_hit: bool = False
 
 
 def prepare_data(data: DataConfig, tokenizer: PreTrainedTokenizerBase, max_length: int) -> PreparedData:
@@ -44,14 +49,42 @@ def prepare_data(data: DataConfig, tokenizer: PreTrainedTokenizerBase, max_lengt
     if raw.eval is not None and data.eval_path:
         check_columns(raw.eval.column_names, fmt, data, source=data.eval_path)
     template_source = install_chat_template(tokenizer, data.template)
-    encoder = Encoder(tokenizer)
-    to_messages = row_formatter(fmt, data)
-    train, train_stats = tokenize_rows(
-        raw.train, to_messages, encoder, max_length=max_length, train_on=data.train_on, source=data.path
+    key = token_cache.cache_key(
+        data,
+        fmt=fmt,
+        files=raw.files,
+        datasets_fingerprints=[d._fingerprint for d in (raw.train, raw.eval) if d is not None],
+        tokenizer=tokenizer,
+        max_length=max_length,
     )
-    eval_set, eval_stats = None, None
-    if raw.eval is not None:
-        eval_set, eval_stats = tokenize_rows(
-            raw.eval, to_messages, encoder, max_length=max_length, train_on=data.train_on, source="eval split"
-        )
-    return PreparedData(train, eval_set, train_stats, eval_stats, fmt, template_source, raw.files)
+    cached = token_cache.load(key) if data.cache else None
+    train, eval_set, train_stats, eval_stats = cached or tokenize_all(raw, fmt, data, tokenizer, max_length)
+    if data.cache and cached is None:
+        token_cache.store(key, train, eval_set, train_stats, eval_stats)
+    checks = run_preflight(
+        data.preflight,
+        train=train,
+        eval_set=eval_set,
+        stats=train_stats,
+        bos_id=tokenizer.bos_token_id,
+        eos_id=tokenizer.eos_token_id,
+        max_length=max_length,
+        has_prompts=fmt != "text",
+    )
+    return PreparedData(
+        train, eval_set, train_stats, eval_stats, fmt, template_source, raw.files, checks, cached is not None
+    )
+
+
+def tokenize_all(raw: RawData, fmt: str, data: DataConfig, tokenizer, max_length: int):
+    encoder = Encoder(tokenizer)
+    to_input = row_formatter(fmt, data)
+    train, train_stats = tokenize_rows(
+        raw.train, to_input, encoder, max_length=max_length, train_on=data.train_on, source=data.path
+    )
+    if raw.eval is None:
+        return train, None, train_stats, None
+    eval_set, eval_stats = tokenize_rows(
+        raw.eval, to_input, encoder, max_length=max_length, train_on=data.train_on, source="eval split"
+    )
+    return train, eval_set, train_stats, eval_stats

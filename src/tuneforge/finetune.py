@@ -24,7 +24,8 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.manifest import now, start_fields, write_manifest
 from tuneforge.modeling import build_model, save_trained
 from tuneforge.plots import plot_loss, read_metrics
-from tuneforge.reporting import show_before_after, show_data, show_parameters
+from tuneforge.preflight import enforce
+from tuneforge.reporting import show_before_after, show_data, show_parameters, show_preflight
 from tuneforge.run_dir import RunDir
 from tuneforge.training import build_trainer, training_arguments, use_packing
 
@@ -63,6 +64,8 @@ def run_finetune(
     show_parameters(console, bundle, config.lora.method)
     data = prepare_data(config.data, bundle.tokenizer, config.train.max_length)
     show_data(console, data, bundle.tokenizer, config.train.max_length)
+    show_preflight(console, data.preflight)
+    enforce(data.preflight)
     rows = {"train": data.train_stats.kept, "eval": data.eval_stats.kept if data.eval_stats else 0}
     write_manifest(run.manifest, start_fields(data.files, rows, config.train.seed))
 

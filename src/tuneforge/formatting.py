@@ -1,8 +1,9 @@
-"""Turn a dataset row of any supported shape into chat messages [{role, content}, ...].
+"""Turn a dataset row of any supported shape into chat messages [{role, content}, ...] (or plain text).
 
 Shapes: alpaca (instruction / optional input / output), prompt_completion (any two columns, or a
-`prompt_format` string over any columns), and `messages` (OpenAI style). Column names come from
-`data.columns`; a missing column is an error that lists the columns the file has.
+`prompt_format` string over any columns), `messages` (OpenAI style), `sharegpt` ({from, value} turns)
+and `text` (plain documents, every token trained). Column names come from `data.columns`; a missing
+column is an error that lists the columns the file has.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from tuneforge.errors import TuneforgeError
 
 Message = dict[str, str]
 ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "model": "assistant", "chatgpt": "assistant", "system": "system"}  # fmt: skip
 
 
 def detect_format(columns: Sequence[str], data: DataConfig) -> str:
@@ -24,21 +27,26 @@ def detect_format(columns: Sequence[str], data: DataConfig) -> str:
     cols = data.columns
     if cols.messages in columns:
         return "messages"
+    if cols.conversations in columns:
+        return "sharegpt"
     if cols.instruction in columns and cols.output in columns:
         return "alpaca"
     if (cols.prompt in columns or data.prompt_format) and cols.completion in columns:
         return "prompt_completion"
+    if cols.text in columns:
+        return "text"
     raise TuneforgeError(
         f"cannot tell the shape of data {data.path!r} from its columns ({', '.join(columns)}). "
-        "Set data.format (alpaca | prompt_completion | messages) and name your columns under data.columns, "
+        "Set data.format (alpaca | prompt_completion | messages | sharegpt | text) and name your columns "
+        "under data.columns, "
         "e.g. data.columns.prompt: question, data.columns.completion: answer."
     )
 
 
 def required_columns(fmt: str, data: DataConfig) -> list[str]:
     cols = data.columns
-    if fmt == "messages":
-        return [cols.messages]
+    if fmt in ("messages", "sharegpt", "text"):
+        return [getattr(cols, {"messages": "messages", "sharegpt": "conversations", "text": "text"}[fmt])]
     if fmt == "alpaca":
         return [cols.instruction, cols.output]
     prompt_cols = format_fields(data.prompt_format) if data.prompt_format else [cols.prompt]
@@ -58,8 +66,8 @@ def check_columns(columns: Sequence[str], fmt: str, data: DataConfig, source: st
         )
 
 
-def row_formatter(fmt: str, data: DataConfig) -> Callable[[dict[str, Any]], list[Message]]:
-    """Return a function row -> messages for the chosen shape."""
+def row_formatter(fmt: str, data: DataConfig) -> Callable[[dict[str, Any]], list[Message] | str]:
+    """Return a function row -> messages (or, for plain text, the document) for the chosen shape."""
     system = [{"role": "system", "content": data.system_prompt}] if data.system_prompt else []
     cols = data.columns
 
@@ -82,12 +90,27 @@ def row_formatter(fmt: str, data: DataConfig) -> Callable[[dict[str, Any]], list
         ]
 
     def messages(row: dict[str, Any]) -> list[Message]:
-        turns = [{"role": m["role"], "content": text(m["content"])} for m in row[cols.messages]]
-        if system and (not turns or turns[0]["role"] != "system"):
-            turns = system + turns
-        return turns
+        return with_system([{"role": m["role"], "content": text(m["content"])} for m in row[cols.messages]])
 
-    return {"alpaca": alpaca, "prompt_completion": prompt_completion, "messages": messages}[fmt]
+    def sharegpt(row: dict[str, Any]) -> list[Message]:
+        turns = []
+        for turn in row[cols.conversations]:
+            role = SHAREGPT_ROLES.get(str(turn.get("from", "")).lower())
+            if role is None:
+                raise TuneforgeError(
+                    f"sharegpt turn 'from' is {turn.get('from')!r}; expected one of {', '.join(SHAREGPT_ROLES)}"
+                )
+            turns.append({"role": role, "content": text(turn.get("value"))})
+        return with_system(turns)
+
+    def with_system(turns: list[Message]) -> list[Message]:
+        return system + turns if system and (not turns or turns[0]["role"] != "system") else turns
+
+    def plain(row: dict[str, Any]) -> str:
+        return text(row[cols.text])
+
+    formatters = {"alpaca": alpaca, "prompt_completion": prompt_completion, "messages": messages}
+    return {**formatters, "sharegpt": sharegpt, "text": plain}[fmt]
 
 
 def text(value: Any) -> str:

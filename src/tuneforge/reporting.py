@@ -38,6 +38,9 @@ def show_data(console: Console, data: PreparedData, tokenizer, max_length: int) 
     table = Table(title="data", show_header=False)
     table.add_row("shape", data.format)
     table.add_row("template", data.template_source)
+    table.add_row(
+        "tokenization", "reused from cache" if data.cache_hit else "tokenized now (cached for reuse)"
+    )
     table.add_row("train rows", f"{stats.kept:,} kept of {stats.rows:,}")
     table.add_row("eval rows", f"{data.eval_stats.kept:,}" if data.eval_stats else "none")
     table.add_row(
@@ -95,3 +98,16 @@ def show_plan(console: Console, plan) -> None:
         f"estimated {plan.tokens_per_second:,.0f} tokens/s"
         + (f", at most {plan.run_hours:.2f} h for max_steps" if plan.run_hours else "")
     )
+
+
+def show_preflight(console: Console, results) -> None:
+    table = Table(title="preflight", show_header=True)
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("finding")
+    for r in results:
+        verdict = (
+            "[green]pass[/]" if r.passed else ("[red]FAIL[/]" if r.severity == "error" else "[yellow]warn[/]")
+        )
+        table.add_row(r.name, verdict, r.message)
+    console.print(table)

@@ -23,19 +23,6 @@ IGNORE = -100
 
 
 @dataclass
-class TokenizeStats:
-    rows: int = 0
-    empty_completion: int = 0
-    truncated: int = 0
-    no_trained_tokens: int = 0
-    kept: int = 0
-
-    @property
-    def dropped(self) -> int:
-        return self.empty_completion + self.no_trained_tokens
-
-
-@dataclass
 class Encoder:
     """A tokenizer plus the facts about it that masking depends on, computed once."""
 
@@ -67,13 +54,13 @@ def inference_prompt_ids(encoder: Encoder, messages: list[Message]) -> list[int]
     return encoder.with_bos(encoder.encode(encoder.render(messages, add_generation_prompt=True)))
 
 
-def build_sample(
-    encoder: Encoder, messages: list[Message], train_on: str = "completion"
-) -> dict[str, list[int]]:
+def build_sample(encoder: Encoder, messages: list[Message], train_on: str = "completion") -> dict[str, Any]:
+    """ids and labels for a conversation; `prompt_len` is where the final assistant answer starts."""
     eos_id, eos_text = encoder.tokenizer.eos_token_id, encoder.tokenizer.eos_token
+    last = max(i for i, turn in enumerate(messages) if turn["role"] == "assistant")
     ids: list[int] = []
     labels: list[int] = []
-    rendered, carry = "", ""
+    rendered, carry, prompt_len = "", "", 0
     for i, turn in enumerate(messages):
         if turn["role"] != "assistant":
             continue
@@ -91,36 +78,74 @@ def build_sample(
             (answer[: end + len(eos_text)], answer[end + len(eos_text) :]) if end >= 0 else (answer, "")
         )
         prompt_ids = encoder.encode(carry + prompt[len(rendered) :])
-        answer_ids = encoder.encode(answer) + ([] if end >= 0 else [eos_id])
-        ids += prompt_ids + answer_ids
+        # A template that does not write EOS still ends the conversation with it (so the model stops), but
+        # not earlier turns: inference would never show the model an EOS mid-conversation.
+        answer_ids = encoder.encode(answer) + ([eos_id] if end < 0 and i == last else [])
+        ids += prompt_ids
+        prompt_len = len(ids)
+        ids += answer_ids
         labels += (prompt_ids if train_on == "all" else [IGNORE] * len(prompt_ids)) + answer_ids
         rendered, carry = full, next_carry
     with_bos = encoder.with_bos(ids)
-    labels = [IGNORE] * (len(with_bos) - len(ids)) + labels
-    return {"input_ids": with_bos, "labels": labels}
+    added = len(with_bos) - len(ids)
+    return {"input_ids": with_bos, "labels": [IGNORE] * added + labels, "prompt_len": prompt_len + added}
+
+
+def build_text_sample(encoder: Encoder, text: str) -> dict[str, Any]:
+    """Plain text (continued pretraining): every token is trained, EOS closes the document."""
+    ids = encoder.with_bos(encoder.encode(text)) + [encoder.tokenizer.eos_token_id]
+    first = 1 if ids[:1] == [encoder.tokenizer.bos_token_id] and encoder.adds_bos else 0
+    return {"input_ids": ids, "labels": [IGNORE] * first + ids[first:], "prompt_len": 0}
+
+
+@dataclass
+class TokenizeStats:
+    rows: int = 0
+    empty_completion: int = 0
+    truncated: int = 0
+    no_trained_tokens: int = 0
+    kept: int = 0
+    prompt_checked: int = 0
+    prompt_mismatches: list[int] = field(default_factory=list)
 
 
 def tokenize_rows(
-    rows: Dataset, to_messages: Any, encoder: Encoder, *, max_length: int, train_on: str, source: str
+    rows: Dataset,
+    to_sample_input: Any,
+    encoder: Encoder,
+    *,
+    max_length: int,
+    train_on: str,
+    source: str,
+    prompt_checks: int = 200,
 ) -> tuple[Dataset, TokenizeStats]:
+    """Tokenize every row; drop (and count) rows with nothing to train; compare the first `prompt_checks`
+    training prompts with what inference builds for the same conversation."""
     stats = TokenizeStats(rows=len(rows))
-    out: dict[str, list[Any]] = {"input_ids": [], "labels": [], "length": []}
+    out: dict[str, list[Any]] = {"input_ids": [], "labels": [], "length": [], "truncated": []}
     for index, row in enumerate(track(rows, description=f"tokenizing {source}", transient=True)):
-        messages = to_messages(row)
-        check_messages(messages, f"{source} row {index}")
-        if not messages[-1]["content"].strip():
+        item = to_sample_input(row)
+        if isinstance(item, str):
+            sample = build_text_sample(encoder, item) if item.strip() else None
+        else:
+            check_messages(item, f"{source} row {index}")
+            sample = build_sample(encoder, item, train_on) if item[-1]["content"].strip() else None
+            if sample is not None and stats.prompt_checked < prompt_checks:
+                stats.prompt_checked += 1
+                last = max(i for i, turn in enumerate(item) if turn["role"] == "assistant")
+                if inference_prompt_ids(encoder, item[:last]) != sample["input_ids"][: sample["prompt_len"]]:
+                    stats.prompt_mismatches.append(index)
+        if sample is None:
             stats.empty_completion += 1
             continue
-        sample = build_sample(encoder, messages, train_on)
-        if len(sample["input_ids"]) > max_length:
-            stats.truncated += 1
-            sample = {key: value[:max_length] for key, value in sample.items()}
-        if all(label == IGNORE for label in sample["labels"]):
+        cut = len(sample["input_ids"]) > max_length
+        stats.truncated += cut
+        ids, labels = sample["input_ids"][:max_length], sample["labels"][:max_length]
+        if all(label == IGNORE for label in labels):
             stats.no_trained_tokens += 1
             continue
-        out["input_ids"].append(sample["input_ids"])
-        out["labels"].append(sample["labels"])
-        out["length"].append(len(sample["input_ids"]))
+        for key, value in (("input_ids", ids), ("labels", labels), ("length", len(ids)), ("truncated", cut)):
+            out[key].append(value)
     stats.kept = len(out["input_ids"])
     if stats.kept == 0:
         raise TuneforgeError(
