@@ -165,9 +165,8 @@ def tuneforge_path(model_dir: Path, train: Path, packing: bool = False):
 
     lora = LoraConfig(r=16, alpha=32, dropout=0.05)
     bundle = build_model(ModelConfig(name_or_path=str(model_dir)), QuantConfig(), lora, False)
-    # The prompt text is already rendered; a pass-through template keeps it identical to the other contenders.
-    template = write_passthrough_template(train.parent)
-    data_cfg = DataConfig(path=str(train), format="prompt_completion", eval_fraction=0, template=template)
+    # The prompt text is already rendered; the raw template keeps it identical to the other contenders.
+    data_cfg = DataConfig(path=str(train), format="prompt_completion", eval_fraction=0, template="raw")
     data = prepare_data(data_cfg, bundle.tokenizer, MAX_LEN)
     train_cfg = TrainConfig(
         epochs=1, learning_rate=LR, batch_size=BATCH, max_length=MAX_LEN, warmup=0, save_steps=10**6
@@ -186,15 +185,6 @@ def tuneforge_path(model_dir: Path, train: Path, packing: bool = False):
     )
     trainer.data_collator = collator = CountingCollator(trainer.data_collator)
     return trainer, bundle.model, bundle.tokenizer, collator
-
-
-def write_passthrough_template(folder: Path) -> str:
-    path = folder / "passthrough.jinja"
-    path.write_text(
-        "{% for m in messages %}{% if m['role'] == 'assistant' %}{{ m['content'] + eos_token }}"
-        "{% else %}{{ m['content'] }}{% endif %}{% endfor %}"
-    )
-    return str(path)
 
 
 def held_out_loss(model, tokenizer, held_out: Path) -> float:

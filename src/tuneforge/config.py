@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DType = Literal["auto", "float32", "bfloat16", "float16"]
-BUILTIN_TEMPLATE_NAMES = ("alpaca", "chatml", "mistral", "llama2", "llama3", "phi", "zephyr")
+BUILTIN_TEMPLATE_NAMES = ("alpaca", "chatml", "mistral", "llama2", "llama3", "phi", "zephyr", "raw")
 
 
 class Section(BaseModel):

@@ -15,6 +15,11 @@ from transformers import PreTrainedTokenizerBase
 from tuneforge.errors import TuneforgeError
 
 BUILTIN_TEMPLATES: dict[str, str] = {
+    # For prompts that are already fully written (pre-rendered data): nothing added but the closing EOS.
+    "raw": (
+        "{% for m in messages %}{% if m['role'] == 'assistant' %}{{ m['content'] + eos_token }}"
+        "{% else %}{{ m['content'] }}{% endif %}{% endfor %}"
+    ),
     "alpaca": (
         "{% for m in messages %}"
         "{% if m['role'] == 'system' %}{{ m['content'] + '\n\n' }}"
@@ -33,12 +38,12 @@ BUILTIN_TEMPLATES: dict[str, str] = {
         "{% elif m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
         "{% else %}{{ ' ' + m['content'] + eos_token }}{% endif %}{% endfor %}"
     ),
-    "llama2": (
+    "llama2": (  # Meta's format: every [INST] turn opens with BOS; the system prompt sits inside the first
         "{% for m in messages %}"
-        "{% if m['role'] == 'system' %}{{ '[INST] <<SYS>>\n' + m['content'] + '\n<</SYS>>\n\n' }}"
+        "{% if m['role'] == 'system' %}{{ bos_token + '[INST] <<SYS>>\n' + m['content'] + '\n<</SYS>>\n\n' }}"
         "{% elif m['role'] == 'user' %}"
         "{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}{{ m['content'] + ' [/INST]' }}"
-        "{% else %}{{ '[INST] ' + m['content'] + ' [/INST]' }}{% endif %}"
+        "{% else %}{{ bos_token + '[INST] ' + m['content'] + ' [/INST]' }}{% endif %}"
         "{% else %}{{ ' ' + m['content'] + ' ' + eos_token }}{% endif %}{% endfor %}"
     ),
     "llama3": (
