@@ -112,7 +112,7 @@ def data(
     with user_errors():
         config = load_config(config_path, set_)
         if as_json:
-            print(json.dumps(data_report(config)[1], indent=2))
+            print(json.dumps(data_report(config)[1], indent=2))  # no rich markup: machine-readable
         else:
             show_report(console, config, n)
 

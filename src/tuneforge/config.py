@@ -105,13 +105,30 @@ class PreflightConfig(Section):
     )
 
 
+Shape = Literal["auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text"]
+
+
+class SourceConfig(Section):
+    path: str = Field(description="A file, a saved datasets folder, or a hub id, as data.path.")
+    weight: float = Field(1.0, gt=0, description="Row multiplier: 2 uses every row twice, 0.5 a seeded half.")
+    hub_config: str | None = Field(None, description="Hub dataset configuration name.")
+    split: str = Field("train", description="Split to read.")
+    format: Shape = Field("auto", description="This source's row shape.")
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig, description="This source's column names.")
+    prompt_format: str | None = Field(None, description="This source's prompt format string.")
+
+
 class DataConfig(Section):
-    path: str = Field(
-        description="A .json/.jsonl/.csv/.tsv/.parquet file, a folder saved by datasets, or a hub id."
+    path: str | None = Field(
+        None, description="A .json/.jsonl/.csv/.tsv/.parquet file, a folder saved by datasets, or a hub id."
+    )
+    mix: list[SourceConfig] = Field(
+        default_factory=list,
+        description="Several sources, each with its own shape and weight (instead of path).",
     )
     hub_config: str | None = Field(None, description="Hub dataset configuration name, if it has several.")
     split: str = Field("train", description="Split to read from a hub dataset or a saved DatasetDict.")
-    format: Literal["auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text"] = Field(
+    format: Shape = Field(
         "auto",
         description="Row shape; auto detects messages, sharegpt, alpaca, prompt/completion, then text columns.",
     )
@@ -132,6 +149,11 @@ class DataConfig(Section):
     train_on: Literal["completion", "all"] = Field(
         "completion", description="completion: loss on assistant tokens (and EOS) only; all: on every token."
     )
+    dedupe: bool = Field(False, description="Drop exact duplicate rows before the train/eval split.")
+    too_long: Literal["truncate", "drop"] = Field(
+        "truncate", description="Samples longer than train.max_length: cut at the end, or leave out."
+    )
+    min_tokens: int = Field(0, ge=0, description="Leave out samples shorter than this many tokens.")
     cache: bool = Field(
         True,
         description="Reuse tokenized data when data, tokenizer, template, max_length and mapping are unchanged.",
@@ -146,6 +168,12 @@ class DataConfig(Section):
         None, ge=1, description="Use a seeded random sample of this many training rows."
     )
     seed: int = Field(42, description="Seed for sampling and the train/eval split.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if bool(self.path) == bool(self.mix):
+            raise ValueError("set exactly one of data.path (one source) or data.mix (several sources)")
+        return self
 
     @field_validator("template")
     @classmethod

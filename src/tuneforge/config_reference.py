@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -33,6 +34,11 @@ def section_rows(name: str, model: type[BaseModel]) -> list[str]:
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             rows += section_rows(f"{name}.{key}", annotation)
+            continue
+        item = (get_args(annotation) or [None])[0]
+        if get_origin(annotation) is list and isinstance(item, type) and issubclass(item, BaseModel):
+            rows.append(f"| `{name}.{key}` | list | `[]` | {field.description or ''} Each item: |")
+            rows += section_rows(f"{name}.{key}[]", item)
             continue
         rows.append(
             f"| `{name}.{key}` | {type_name(annotation)} | {default_text(field)} | {field.description or ''} |"

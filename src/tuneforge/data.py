@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tuneforge import token_cache
 from tuneforge.config import DataConfig
+from tuneforge.data_mix import load_mix
 from tuneforge.data_sources import RawData, load_raw_data
 from tuneforge.formatting import check_columns, detect_format, row_formatter
 from tuneforge.preflight import CheckResult, run_preflight
@@ -35,19 +36,7 @@ class PreparedData:
 
 
 def prepare_data(data: DataConfig, tokenizer: PreTrainedTokenizerBase, max_length: int) -> PreparedData:
-    raw = load_raw_data(
-        data.path,
-        hub_config=data.hub_config,
-        split=data.split,
-        eval_path=data.eval_path,
-        eval_fraction=data.eval_fraction,
-        max_samples=data.max_samples,
-        seed=data.seed,
-    )
-    fmt = detect_format(raw.train.column_names, data)
-    check_columns(raw.train.column_names, fmt, data, source=data.path)
-    if raw.eval is not None and data.eval_path:
-        check_columns(raw.eval.column_names, fmt, data, source=data.eval_path)
+    raw, fmt, view = load_rows(data)
     template_source = install_chat_template(tokenizer, data.template)
     key = token_cache.cache_key(
         data,
@@ -58,7 +47,9 @@ def prepare_data(data: DataConfig, tokenizer: PreTrainedTokenizerBase, max_lengt
         max_length=max_length,
     )
     cached = token_cache.load(key) if data.cache else None
-    train, eval_set, train_stats, eval_stats = cached or tokenize_all(raw, fmt, data, tokenizer, max_length)
+    train, eval_set, train_stats, eval_stats = cached or tokenize_all(
+        raw, fmt, view, tokenizer, max_length, data
+    )
     if data.cache and cached is None:
         token_cache.store(key, train, eval_set, train_stats, eval_stats)
     checks = run_preflight(
@@ -76,15 +67,39 @@ def prepare_data(data: DataConfig, tokenizer: PreTrainedTokenizerBase, max_lengt
     )
 
 
-def tokenize_all(raw: RawData, fmt: str, data: DataConfig, tokenizer, max_length: int):
-    encoder = Encoder(tokenizer)
-    to_input = row_formatter(fmt, data)
-    train, train_stats = tokenize_rows(
-        raw.train, to_input, encoder, max_length=max_length, train_on=data.train_on, source=data.path
+def load_rows(data: DataConfig) -> tuple[RawData, str, DataConfig]:
+    """Rows, their shape, and the data section the formatter should read them with."""
+    if data.mix:
+        raw, column = load_mix(data)
+        return raw, column, DataConfig(path="data.mix", format=column, train_on=data.train_on)
+    raw = load_raw_data(
+        data.path,
+        hub_config=data.hub_config,
+        split=data.split,
+        eval_path=data.eval_path,
+        eval_fraction=data.eval_fraction,
+        max_samples=data.max_samples,
+        seed=data.seed,
+        dedupe=data.dedupe,
     )
+    fmt = detect_format(raw.train.column_names, data)
+    check_columns(raw.train.column_names, fmt, data, source=data.path)
+    if raw.eval is not None and data.eval_path:
+        check_columns(raw.eval.column_names, fmt, data, source=data.eval_path)
+    return raw, fmt, data
+
+
+def tokenize_all(raw: RawData, fmt: str, view: DataConfig, tokenizer, max_length: int, data: DataConfig):
+    encoder = Encoder(tokenizer)
+    to_input = row_formatter(fmt, view)
+    options = {
+        "max_length": max_length,
+        "train_on": data.train_on,
+        "too_long": data.too_long,
+        "min_tokens": data.min_tokens,
+    }
+    train, train_stats = tokenize_rows(raw.train, to_input, encoder, source=view.path, **options)
     if raw.eval is None:
         return train, None, train_stats, None
-    eval_set, eval_stats = tokenize_rows(
-        raw.eval, to_input, encoder, max_length=max_length, train_on=data.train_on, source="eval split"
-    )
+    eval_set, eval_stats = tokenize_rows(raw.eval, to_input, encoder, source="eval split", **options)
     return train, eval_set, train_stats, eval_stats

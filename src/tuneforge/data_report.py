@@ -39,7 +39,7 @@ def histogram(lengths: list[int], bins: int = 10) -> list[tuple[int, int, int]]:
     return [(low + i * width, low + (i + 1) * width - 1, c) for i, c in enumerate(counts)]
 
 
-def data_report(config: RunConfig) -> tuple[PreparedData, dict]:
+def data_report(config: RunConfig) -> tuple[PreparedData, dict, object]:
     tokenizer = load_tokenizer(config.model)
     data = prepare_data(config.data, tokenizer, config.train.max_length)
     lengths = sorted(data.train["length"])
@@ -55,7 +55,12 @@ def data_report(config: RunConfig) -> tuple[PreparedData, dict]:
         "tokens": {f"p{int(q * 100)}": percentile(lengths, q) for q in PERCENTILES} | {"max": lengths[-1]},
         "histogram": [{"from": a, "to": b, "samples": c} for a, b, c in histogram(lengths)],
         "truncated": stats.truncated,
-        "dropped": {"empty_answer": stats.empty_completion, "nothing_left_to_train": stats.no_trained_tokens},
+        "dropped": {
+            "empty_answer": stats.empty_completion,
+            "nothing_left_to_train": stats.no_trained_tokens,
+            "longer_than_max_length": stats.dropped_long,
+            "shorter_than_min_tokens": stats.dropped_short,
+        },
         "preflight": [
             {"check": r.name, "passed": r.passed, "severity": r.severity, "finding": r.message}
             for r in data.preflight
@@ -63,13 +68,11 @@ def data_report(config: RunConfig) -> tuple[PreparedData, dict]:
         "lora_targets": target_matches(config),
         "cache_hit": data.cache_hit,
     }
-    return data, report
+    return data, report, tokenizer
 
 
 def show_report(console: Console, config: RunConfig, n: int) -> dict:
-    data, report = data_report(config)
-    tokenizer = load_tokenizer(config.model)
-    tokenizer.chat_template = None  # only decoding below; the data stage already rendered with the template
+    data, report, tokenizer = data_report(config)
     for i in range(min(n, len(data.train))):
         console.print(rendered_sample(tokenizer, data.train[i]["input_ids"], data.train[i]["labels"]))
         console.rule(style="dim")
@@ -88,7 +91,8 @@ def show_report(console: Console, config: RunConfig, n: int) -> dict:
         "token lengths: "
         + ", ".join(f"{k} {v}" for k, v in tokens.items())
         + f"; cut at max_length={config.train.max_length}: {report['truncated']}"
-        + f"; dropped: {report['dropped']['empty_answer']} empty, {report['dropped']['nothing_left_to_train']} cut off"
+        + "; dropped: "
+        + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report["dropped"].items())
     )
     show_preflight(console, data.preflight)
     matches = report["lora_targets"]

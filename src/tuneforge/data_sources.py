@@ -33,10 +33,13 @@ def load_raw_data(
     eval_fraction: float = 0.1,
     max_samples: int | None = None,
     seed: int = 42,
+    dedupe: bool = False,
 ) -> RawData:
     rows, files = read_rows(path, hub_config=hub_config, split=split)
     if len(rows) == 0:
         raise TuneforgeError(f"data {path!r} has no rows")
+    if dedupe:
+        rows = drop_duplicate_rows(rows)
     if max_samples is not None and max_samples < len(rows):
         rows = rows.shuffle(seed=seed).select(range(max_samples))
     if eval_path:
@@ -47,6 +50,17 @@ def load_raw_data(
         parts = rows.train_test_split(test_size=n_eval, seed=seed)
         return RawData(parts["train"], parts["test"], files)
     return RawData(rows, None, files)
+
+
+def drop_duplicate_rows(rows: Dataset) -> Dataset:
+    seen: set[str] = set()
+    keep = []
+    for index, row in enumerate(rows):
+        key = json.dumps(row, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            keep.append(index)
+    return rows.select(keep)
 
 
 def read_rows(path: str, *, hub_config: str | None, split: str) -> tuple[Dataset, list[Path]]:

@@ -49,16 +49,25 @@ def show_data(console: Console, data: PreparedData, tokenizer, max_length: int) 
     table.add_row("dropped: empty completion", str(stats.empty_completion))
     table.add_row(f"truncated to {max_length}", str(stats.truncated))
     table.add_row("dropped: nothing left to train", str(stats.no_trained_tokens))
+    table.add_row(
+        "dropped: length filters", f"{stats.dropped_long} too long, {stats.dropped_short} too short"
+    )
     console.print(table)
     console.print(rendered_sample(tokenizer, data.train[0]["input_ids"], data.train[0]["labels"]))
 
 
 def rendered_sample(tokenizer, input_ids: list[int], labels: list[int]) -> Text:
-    """One training sample as text; trained tokens in green, masked ones dim."""
+    """One training sample as text; trained tokens in green, masked ones dim.
+
+    Decodes whole prefixes and takes the difference at each trained/masked boundary: decoding tokens one
+    by one drops SentencePiece's leading-space markers."""
     text = Text("sample (green = trained): ", style="bold")
-    for token_id, label in zip(input_ids, labels):
-        piece = tokenizer.decode([token_id])
-        text.append(piece, style="green" if label != IGNORE else "dim")
+    decoded, start = "", 0
+    for end in range(1, len(input_ids) + 1):
+        if end == len(input_ids) or (labels[end] != IGNORE) != (labels[start] != IGNORE):
+            upto = tokenizer.decode(input_ids[:end])
+            text.append(upto[len(decoded) :], style="green" if labels[start] != IGNORE else "dim")
+            decoded, start = upto, end
     return text
 
 

@@ -104,6 +104,8 @@ class TokenizeStats:
     empty_completion: int = 0
     truncated: int = 0
     no_trained_tokens: int = 0
+    dropped_long: int = 0
+    dropped_short: int = 0
     kept: int = 0
     prompt_checked: int = 0
     prompt_mismatches: list[int] = field(default_factory=list)
@@ -117,6 +119,8 @@ def tokenize_rows(
     max_length: int,
     train_on: str,
     source: str,
+    too_long: str = "truncate",
+    min_tokens: int = 0,
     prompt_checks: int = 200,
 ) -> tuple[Dataset, TokenizeStats]:
     """Tokenize every row; drop (and count) rows with nothing to train; compare the first `prompt_checks`
@@ -139,6 +143,10 @@ def tokenize_rows(
             stats.empty_completion += 1
             continue
         cut = len(sample["input_ids"]) > max_length
+        if cut and too_long == "drop" or len(sample["input_ids"]) < min_tokens:
+            stats.dropped_long += cut
+            stats.dropped_short += not cut
+            continue
         stats.truncated += cut
         ids, labels = sample["input_ids"][:max_length], sample["labels"][:max_length]
         if all(label == IGNORE for label in labels):
