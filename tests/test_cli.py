@@ -41,3 +41,23 @@ def test_generate_needs_a_prompt(tmp_path):
 def test_generate_refuses_a_folder_that_is_not_a_run(tmp_path):
     result = runner.invoke(app, ["generate", str(tmp_path), "--prompt", "hi"])
     assert result.exit_code == 2 and "not a finished tuneforge run" in result.output
+
+
+def test_data_command_reports_as_json(tmp_path, tiny_models, demo_files):
+    import json
+
+    from conftest import quick_config
+
+    from tuneforge.config_loading import config_to_yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(config_to_yaml(quick_config(tiny_models("llama"), *demo_files)))
+    result = runner.invoke(app, ["data", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # stderr (datasets progress) is not part of the JSON
+    assert report["rows"] == {"train": 160, "eval": 24, "read": 160}
+    assert {c["check"] for c in report["preflight"]} >= {"eos", "prompt_match", "truncation"}
+    assert all(c["passed"] for c in report["preflight"])
+    assert report["lora_targets"]["q_proj"] == 2 and sum(b["samples"] for b in report["histogram"]) == 160
+    shown = runner.invoke(app, ["data", str(path), "--n", "2"])
+    assert shown.exit_code == 0 and shown.output.count("sample (green = trained)") == 2

@@ -51,7 +51,7 @@ def test_plan_cli_json(config_for, tmp_path):
     path.write_text(config_to_yaml(config_for()))
     result = CliRunner().invoke(app, ["plan", str(path), "--gpu", "A100-80GB", "--json"])
     assert result.exit_code == 0, result.output
-    plan = json.loads(result.output)
+    plan = json.loads(result.stdout)
     assert plan["device"] == "A100-80GB" and plan["total_gib"] > 0 and plan["tokens_per_second"] > 0
     unknown = CliRunner().invoke(app, ["plan", str(path), "--gpu", "Z80"])
     assert unknown.exit_code == 2 and "H100-80GB" in unknown.output

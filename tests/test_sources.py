@@ -85,6 +85,22 @@ def test_length_filters(tmp_path, tokenizer):
 
 def test_malformed_csv_names_the_file_and_line(tmp_path):
     bad = tmp_path / "bad.csv"
-    bad.write_text('prompt,completion\na,b\n"unclosed,c\nd,e\n')
-    with pytest.raises(TuneforgeError, match=r"bad.csv"):
+    bad.write_text('prompt,completion\na,b\n"multi\nline",ok\nc,d,e\n')
+    with pytest.raises(
+        TuneforgeError, match=r"bad.csv:5: 3 fields where the header has 2 \(prompt, completion\)"
+    ):
         load_raw_data(str(bad))
+
+
+def test_parquet_and_saved_folders_load(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    rows = Dataset.from_dict({"prompt": ["a", "b", "c"], "completion": ["x", "y", "z"]})
+    rows.to_parquet(str(tmp_path / "rows.parquet"))
+    rows.save_to_disk(str(tmp_path / "saved"))
+    DatasetDict({"train": rows, "validation": rows}).save_to_disk(str(tmp_path / "saved_dict"))
+    assert load_raw_data(str(tmp_path / "rows.parquet"), eval_fraction=0).train["prompt"] == ["a", "b", "c"]
+    assert len(load_raw_data(str(tmp_path / "saved"), eval_fraction=0).train) == 3
+    assert len(load_raw_data(str(tmp_path / "saved_dict"), split="validation", eval_fraction=0).train) == 3
+    with pytest.raises(TuneforgeError, match="no split 'test'; it has train, validation"):
+        load_raw_data(str(tmp_path / "saved_dict"), split="test")

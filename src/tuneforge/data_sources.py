@@ -6,6 +6,7 @@ A malformed JSON line is reported with its file and line number.
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,8 @@ def read_file(path: Path) -> Dataset:
         )
     if builder == "json":
         check_json_file(path)
+    if builder == "csv":
+        check_csv_file(path, "\t" if suffix == ".tsv" else ",")
     kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
     try:
         return load_dataset(builder, data_files=str(path), split="train", **kwargs)
@@ -124,6 +127,24 @@ def check_json_file(path: Path) -> None:
             raise TuneforgeError(f"{path}: item {bad} of the JSON list is not an object: {rows[bad]!r:.80}")
         return
     read_jsonl(path)
+
+
+def check_csv_file(path: Path, delimiter: str) -> None:
+    """Name the first row whose field count differs from the header's (quoted multi-line fields allowed)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            raise TuneforgeError(f"{path}: empty file; the first line must name the columns")
+        try:
+            for row in reader:
+                if row and len(row) != len(header):
+                    raise TuneforgeError(
+                        f"{path}:{reader.line_num}: {len(row)} fields where the header has {len(header)} "
+                        f"({', '.join(header)}). Quote fields that contain '{delimiter}'."
+                    )
+        except csv.Error as exc:
+            raise TuneforgeError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
 
 
 def read_jsonl(path: Path) -> list[dict]:
