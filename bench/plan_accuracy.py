@@ -66,7 +66,14 @@ def run_config(model_dir: Path, data: Path, case: dict):
 
     raw = {
         "model": {"name_or_path": str(model_dir)},
-        "data": {"path": str(data), "format": "prompt_completion", "eval_fraction": 0},
+        # every sample is cut to max_length on purpose (the planner's worst case): tell preflight so
+        "data": {
+            "path": str(data),
+            "format": "prompt_completion",
+            "eval_fraction": 0,
+            "cache": False,
+            "preflight": {"truncation": "off"},
+        },
         "train": {
             "max_steps": 3,
             "batch_size": BATCH,

@@ -150,3 +150,16 @@ def test_8bit_base_trains_on_cpu(tiny_models, demo_files, tmp_path):
 
     result = run_finetune(config, tmp_path / "int8", extra_callbacks=[Inspect()])
     assert seen["int8_layers"] == 14 and result.global_step == 2
+
+
+def test_resume_refuses_a_changed_config(tiny_models, demo_files, tmp_path):
+    config = quick_config(tiny_models("llama"), *demo_files, train={"max_steps": 2, "save_steps": 2})
+    run_finetune(config, tmp_path / "run")
+    (tmp_path / "run" / "manifest.json").unlink()  # as if killed after its last checkpoint
+    changed = config.model_copy(update={"lora": config.lora.model_copy(update={"r": 8})})
+    with pytest.raises(Exception, match=r"lora.r changed"):
+        run_finetune(changed, tmp_path / "run", resume=True)
+    longer = config.model_copy(update={"train": config.train.model_copy(update={"max_steps": 4})})
+    assert run_finetune(longer, tmp_path / "run", resume=True).global_step == 4, (
+        "extending max_steps is allowed"
+    )
