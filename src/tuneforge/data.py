@@ -17,6 +17,7 @@ from tuneforge.config import DataConfig
 from tuneforge.data_mix import load_mix
 from tuneforge.data_sources import RawData, load_raw_data
 from tuneforge.formatting import check_columns, detect_format, row_formatter
+from tuneforge.manifest import sha256
 from tuneforge.preflight import CheckResult, run_preflight
 from tuneforge.templates import install_chat_template
 from tuneforge.tokenization import Encoder, TokenizeStats, tokenize_rows
@@ -30,7 +31,7 @@ class PreparedData:
     eval_stats: TokenizeStats | None
     format: str
     template_source: str
-    files: list[Path]
+    file_hashes: dict[Path, str]  # sha256 of every local file read, for the cache key and the manifest
     preflight: list[CheckResult] = field(default_factory=list)
     cache_hit: bool = False
 
@@ -38,10 +39,11 @@ class PreparedData:
 def prepare_data(data: DataConfig, tokenizer: PreTrainedTokenizerBase, max_length: int) -> PreparedData:
     raw, fmt, view = load_rows(data)
     template_source = install_chat_template(tokenizer, data.template)
+    file_hashes = {path: sha256(path) for path in raw.files}
     key = token_cache.cache_key(
         data,
         fmt=fmt,
-        files=raw.files,
+        file_hashes=list(file_hashes.values()),
         datasets_fingerprints=[d._fingerprint for d in (raw.train, raw.eval) if d is not None],
         tokenizer=tokenizer,
         max_length=max_length,
@@ -63,7 +65,15 @@ def prepare_data(data: DataConfig, tokenizer: PreTrainedTokenizerBase, max_lengt
         has_prompts=fmt != "text",
     )
     return PreparedData(
-        train, eval_set, train_stats, eval_stats, fmt, template_source, raw.files, checks, cached is not None
+        train,
+        eval_set,
+        train_stats,
+        eval_stats,
+        fmt,
+        template_source,
+        file_hashes,
+        checks,
+        cached is not None,
     )
 
 

@@ -10,14 +10,13 @@ The evaluation rows are held out before weighting, so an upsampled row never lan
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 from datasets import Dataset
 
 from tuneforge.config import DataConfig, SourceConfig
-from tuneforge.data_sources import RawData, read_rows
+from tuneforge.data_sources import RawData, first_occurrences, read_rows
 from tuneforge.errors import TuneforgeError
 from tuneforge.formatting import check_columns, detect_format, row_formatter
 
@@ -31,16 +30,6 @@ def source_view(source: SourceConfig, data: DataConfig) -> DataConfig:
         prompt_format=source.prompt_format,
         system_prompt=data.system_prompt,
     )
-
-
-def unique(items: list) -> list:
-    seen, kept = set(), []
-    for item in items:
-        key = json.dumps(item, sort_keys=True, default=str)
-        if key not in seen:
-            seen.add(key)
-            kept.append(item)
-    return kept
 
 
 def weighted(items: list, weight: float, rng: random.Random) -> list:
@@ -59,7 +48,7 @@ def load_mix(data: DataConfig) -> tuple[RawData, str]:
         shapes.add("text" if fmt == "text" else "messages")
         to_input = row_formatter(fmt, view)
         items = [to_input(row) for row in rows]
-        items = unique(items) if data.dedupe else items
+        items = [items[i] for i in first_occurrences(items)] if data.dedupe else items
         rng.shuffle(items)
         n_eval = 0 if data.eval_path else round(len(items) * data.eval_fraction)
         eval_items += items[:n_eval]

@@ -53,15 +53,20 @@ def load_raw_data(
     return RawData(rows, None, files)
 
 
-def drop_duplicate_rows(rows: Dataset) -> Dataset:
+def first_occurrences(items) -> list[int]:
+    """Indices of the items that are not exact repeats of an earlier one (compared as sorted JSON)."""
     seen: set[str] = set()
     keep = []
-    for index, row in enumerate(rows):
-        key = json.dumps(row, sort_keys=True, default=str)
+    for index, item in enumerate(items):
+        key = json.dumps(item, sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
             keep.append(index)
-    return rows.select(keep)
+    return keep
+
+
+def drop_duplicate_rows(rows: Dataset) -> Dataset:
+    return rows.select(first_occurrences(rows))
 
 
 def read_rows(path: str, *, hub_config: str | None, split: str) -> tuple[Dataset, list[Path]]:
@@ -100,14 +105,16 @@ def read_file(path: Path) -> Dataset:
         raise TuneforgeError(
             f"{path}: unsupported file type {suffix!r}; use one of {', '.join(BUILDER_BY_SUFFIX)}"
         )
-    if builder == "json":
-        check_json_file(path)
-    if builder == "csv":
-        check_csv_file(path, "\t" if suffix == ".tsv" else ",")
-    kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    delimiter = "\t" if suffix == ".tsv" else ","
+    kwargs = {"delimiter": delimiter} if suffix == ".tsv" else {}
     try:
         return load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except Exception as exc:
+        # datasets' Arrow/pandas errors rarely say where: re-read the file only now, to name the line
+        if builder == "json":
+            check_json_file(path)
+        if builder == "csv":
+            check_csv_file(path, delimiter)
         raise TuneforgeError(f"{path}: could not be read as {builder}: {exc}") from exc
 
 

@@ -67,7 +67,7 @@ def run_finetune(
     show_preflight(console, data.preflight)
     enforce(data.preflight)
     rows = {"train": data.train_stats.kept, "eval": data.eval_stats.kept if data.eval_stats else 0}
-    write_manifest(run.manifest, start_fields(data.files, rows, config.train.seed))
+    write_manifest(run.manifest, start_fields(data.file_hashes, rows, config.train.seed))
 
     trainer = assemble_trainer(config, bundle, data, run, [*extra_callbacks], console)
 
@@ -76,7 +76,8 @@ def run_finetune(
         before = trainer.evaluate()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     after = final_evaluation(trainer) if data.eval is not None else None
-    show_before_after(console, before or first_eval(run), after)
+    before = before or first_eval(run)
+    show_before_after(console, before, after)
 
     save_trained(bundle.model, run.adapter)
     bundle.tokenizer.save_pretrained(run.adapter)  # carries the exact chat template used in training
@@ -85,7 +86,7 @@ def run_finetune(
         run.manifest, {"status": "finished", "finished": now(), "global_step": trainer.state.global_step}
     )
     console.print(f"[bold green]done[/]: {run.root}")
-    return FinetuneResult(run.root, before or first_eval(run), after, trainer.state.global_step)
+    return FinetuneResult(run.root, before, after, trainer.state.global_step)
 
 
 def assemble_trainer(

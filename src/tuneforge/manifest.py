@@ -74,12 +74,14 @@ def write_manifest(path: Path, fields: dict) -> None:
     path.write_text(json.dumps(existing, indent=2, default=str) + "\n")
 
 
-def start_fields(data_files: list[Path], rows: dict[str, int], seed: int) -> dict:
+def start_fields(file_hashes: dict[Path, str], rows: dict[str, int], seed: int) -> dict:
     return {
         "status": "running",
         "started": now(),
         "versions": package_versions(),
-        "data_files": [{"path": str(p), "sha256": sha256(p), "bytes": p.stat().st_size} for p in data_files],
+        "data_files": [
+            {"path": str(p), "sha256": h, "bytes": p.stat().st_size} for p, h in file_hashes.items()
+        ],
         "rows": rows,
         "seed": seed,
         "git_commit": git_commit(Path.cwd()),

@@ -10,7 +10,7 @@ compares it with measured peaks.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from accelerate import init_empty_weights
@@ -150,24 +150,31 @@ def planned_dtype(config: RunConfig, on_gpu: bool) -> torch.dtype:
     return torch.bfloat16 if on_gpu else torch.float32
 
 
-def estimate(config: RunConfig, model: nn.Module, batch: int, seq: int, device: str) -> dict[str, float]:
-    on_gpu = device != "cpu"
+def fixed_bytes(config: RunConfig, model: nn.Module, on_gpu: bool) -> dict[str, float]:
+    """Everything that does not depend on the batch: parameters, their gradients and optimizer states."""
     dtype_bytes = torch.finfo(planned_dtype(config, on_gpu)).bits // 8
     total, trainable, weights, adapter = parameter_bytes(config, model, dtype_bytes)
     full = config.lora.method == "full"
     grad_bytes = dtype_bytes if full else 4
     opt_bytes = OPTIMIZER_BYTES[config.train.optimizer] * (dtype_bytes / 4 if full else 1)
-    hf = model.config
-    parts = {
+    return {
+        "params_total": total,
+        "params_trainable": trainable,
+        "dtype_bytes": dtype_bytes,
         "weights": weights,
         "adapter": adapter,
         "gradients": trainable * grad_bytes,
         "optimizer": trainable * opt_bytes,
-        "activations": activation_bytes(config, hf, batch, seq, dtype_bytes, on_gpu),
-        "logits": logits_bytes(hf, batch, seq),
         "overhead": GPU_RUNTIME_BYTES if on_gpu else CPU_RUNTIME_BYTES,
     }
-    return {"params_total": total, "params_trainable": trainable, **parts, "total": sum(parts.values())}
+
+
+def memory_parts(config: RunConfig, hf, fixed: dict[str, float], batch: int, seq: int, on_gpu: bool) -> dict:
+    parts = {key: fixed[key] for key in ("weights", "adapter", "gradients", "optimizer")}
+    parts["activations"] = activation_bytes(config, hf, batch, seq, int(fixed["dtype_bytes"]), on_gpu)
+    parts["logits"] = logits_bytes(hf, batch, seq)
+    parts["overhead"] = fixed["overhead"]
+    return {**parts, "total": sum(parts.values())}
 
 
 def measured_cpu_flops(seconds: float = 0.3) -> float:
@@ -202,24 +209,28 @@ def make_plan(config: RunConfig, device: str = "cpu") -> Plan:
     else:
         memory, tflops, mfu = DEVICES[device]
         device_bytes, flops = memory * GIB, tflops * 1e12
-    parts = estimate(config, model, batch, seq, device)
+    on_gpu, hf = device != "cpu", model.config
+    fixed = fixed_bytes(config, model, on_gpu)
+    parts = memory_parts(config, hf, fixed, batch, seq, on_gpu)
     fits = 0
-    while fits < 1024 and estimate(config, model, fits + 1, seq, device)["total"] <= 0.92 * device_bytes:
+    while (
+        fits < 1024 and memory_parts(config, hf, fixed, fits + 1, seq, on_gpu)["total"] <= 0.92 * device_bytes
+    ):
         fits += 1
     if config.quant.mode != "none":
         mfu *= 0.6  # dequantizing every weight on every forward and backward: an assumption, not yet measured
-    per_token = training_flops_per_token(config, parts["params_total"], model.config, seq)
+    per_token = training_flops_per_token(config, fixed["params_total"], hf, seq)
     tokens_per_second = flops * mfu / per_token
     steps = config.train.max_steps
     # An upper bound: every sample filled to max_length. Without max_steps the row count is unknown here.
     total_tokens = steps * batch * config.train.grad_accumulation * seq if steps else None
-    gib = {key: parts[key] / GIB for key in parts if key not in ("params_total", "params_trainable")}
+    gib = {key: value / GIB for key, value in parts.items()}
     return Plan(
         device=device,
         batch_size=batch,
         seq_len=seq,
-        params_total=int(parts["params_total"]),
-        params_trainable=int(parts["params_trainable"]),
+        params_total=int(fixed["params_total"]),
+        params_trainable=int(fixed["params_trainable"]),
         weights_gib=gib["weights"],
         adapter_gib=gib["adapter"],
         gradients_gib=gib["gradients"],
@@ -233,7 +244,3 @@ def make_plan(config: RunConfig, device: str = "cpu") -> Plan:
         tokens_per_second=tokens_per_second,
         run_hours=total_tokens / tokens_per_second / 3600 if total_tokens else None,
     )
-
-
-def plan_as_dict(plan: Plan) -> dict:
-    return asdict(plan)

@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from tuneforge.demo_data import tokenizer_corpus
+from tuneforge.errors import TuneforgeError
 
 Arch = Literal["llama", "mistral", "qwen2", "phi", "gpt2"]
 ARCHES: tuple[str, ...] = ("llama", "mistral", "qwen2", "phi", "gpt2")
@@ -120,7 +121,7 @@ def build_tiny_model(
     out_dir: str | Path, arch: Arch = "llama", size: TinySize | None = None, seed: int = 0
 ) -> Path:
     if arch not in ARCHES:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHES)}")
+        raise TuneforgeError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHES)}")
     size = size or TinySize()
     out = Path(out_dir)
     tokenizer = build_tokenizer(arch, size.vocab)

@@ -19,7 +19,6 @@ from transformers import PreTrainedTokenizerBase
 
 from tuneforge import __version__
 from tuneforge.config import DataConfig
-from tuneforge.manifest import sha256
 from tuneforge.tokenization import TokenizeStats
 
 CACHE_FORMAT = 1  # bump when tokenization.py changes what it produces
@@ -46,7 +45,7 @@ def cache_key(
     data: DataConfig,
     *,
     fmt: str,
-    files: list[Path],
+    file_hashes: list[str],
     datasets_fingerprints: list[str],
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
@@ -56,9 +55,9 @@ def cache_key(
         "tuneforge": __version__,
         "mapping": data.model_dump(mode="json", exclude={"preflight", "cache"}),
         "shape": fmt,
-        "files": [sha256(path) for path in files],
+        "files": file_hashes,
         # hub data has no local file to hash: datasets' own fingerprint of what it loaded stands in
-        "datasets": datasets_fingerprints if not files else [],
+        "datasets": datasets_fingerprints if not file_hashes else [],
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "template": tokenizer.chat_template,
         "max_length": max_length,
