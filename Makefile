@@ -20,23 +20,23 @@ $(STAMP): pyproject.toml
 # The quickstart, step by step as a user would type it: model, data, train, then generate on held-out
 # requests without (--base-only) and with the adapter. Exact match = the command is right to the letter.
 demo: setup
-	$(BIN)/tuneforge tiny-model models/tiny-llama --arch llama
-	$(BIN)/python -m tuneforge.demo_data data/demo
+	$(BIN)/python -m tuneforge_dev.tiny_model models/tiny-llama --arch llama
+	$(BIN)/python -m tuneforge_dev.demo_data data/demo
 	HF_HUB_OFFLINE=1 $(BIN)/tuneforge train examples/quickstart.yaml --overwrite
 	HF_HUB_OFFLINE=1 $(BIN)/tuneforge generate runs/quickstart --input data/demo/eval.jsonl \
 	  --output runs/quickstart/eval_base.jsonl --base-only --max-new-tokens 24
 	HF_HUB_OFFLINE=1 $(BIN)/tuneforge generate runs/quickstart --input data/demo/eval.jsonl \
 	  --output runs/quickstart/eval_finetuned.jsonl --max-new-tokens 24 --show 5
 
-test: setup
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -rs; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
+# ruff, then the import-linter contracts in pyproject.toml (the pipeline's layers).
 lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff check --fix src tests bench

@@ -7,10 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
 
-from tuneforge.config_loading import validate_config
-from tuneforge.demo_data import write_demo_dataset
-from tuneforge.tiny_model import TinySize, build_tiny_model
+from tuneforge.config.loading import validate_config
+from tuneforge_dev.demo_data import tokenizer_corpus, write_demo_dataset
+from tuneforge_dev.tiny_model import TinySize, build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TUNEFORGE_SHARED", ROOT.parent / "shared"))
@@ -34,6 +36,32 @@ def tiny_models(tmp_path_factory):
         return built[arch]
 
     return get
+
+
+def build_metaspace_tokenizer(byte_fallback: bool = True) -> PreTrainedTokenizerFast:
+    """SentencePiece-style BPE like Llama 2's and stories260K's: spaces become '▁', one is prepended to the
+    text (the 'dummy prefix'), BOS is added; with byte_fallback unknown characters become byte tokens, without
+    it they become <unk> (a tokenizer that cannot represent every text)."""
+    backend = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=byte_fallback))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    backend.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)] if byte_fallback else []
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<unk>", "<s>", "</s>", *byte_tokens])
+    backend.train_from_iterator(tokenizer_corpus(), trainer=trainer)
+    bos = ("<s>", backend.token_to_id("<s>"))
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[bos])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def metaspace_tokenizer() -> PreTrainedTokenizerFast:
+    return build_metaspace_tokenizer()
 
 
 @pytest.fixture(scope="session")

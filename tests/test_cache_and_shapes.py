@@ -3,10 +3,10 @@ sharegpt and plain-text shapes."""
 
 from conftest import write_jsonl
 
-from tuneforge.config import DataConfig, ModelConfig, PreflightConfig
-from tuneforge.data import prepare_data
-from tuneforge.modeling import load_tokenizer
-from tuneforge.tokenization import IGNORE
+from tuneforge.config.schema import DataConfig, ModelConfig, PreflightConfig
+from tuneforge.data.encode import IGNORE
+from tuneforge.data.prepare import prepare_data
+from tuneforge.model.load import load_tokenizer
 
 
 def test_unchanged_config_reuses_and_changes_retokenize(tmp_path, tiny_models, demo_files):

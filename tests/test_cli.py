@@ -1,10 +1,14 @@
-"""The CLI surface: --version, tiny-model, and generate's input checks."""
+"""The CLI surface: --version, generate's input checks, `tuneforge data --json`; and the dev-only tiny-model
+builder that `make demo` runs."""
 
+import pytest
 from transformers import AutoConfig, AutoTokenizer
 from typer.testing import CliRunner
 
 from tuneforge import __version__
 from tuneforge.cli import app
+from tuneforge.errors import TuneforgeError
+from tuneforge_dev.tiny_model import main as tiny_model_main
 
 runner = CliRunner()
 
@@ -15,10 +19,7 @@ def test_version():
 
 
 def test_tiny_model_is_a_base_model_without_pad_token(tmp_path):
-    result = runner.invoke(
-        app, ["tiny-model", str(tmp_path / "m"), "--arch", "mistral", "--hidden", "32", "--layers", "1"]
-    )
-    assert result.exit_code == 0, result.output
+    tiny_model_main([str(tmp_path / "m"), "--arch", "mistral", "--hidden", "32", "--layers", "1"])
     config = AutoConfig.from_pretrained(tmp_path / "m")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m")
     assert config.model_type == "mistral" and config.hidden_size == 32 and config.num_hidden_layers == 1
@@ -28,9 +29,14 @@ def test_tiny_model_is_a_base_model_without_pad_token(tmp_path):
     )
 
 
-def test_tiny_model_rejects_unknown_arch(tmp_path):
-    result = runner.invoke(app, ["tiny-model", str(tmp_path / "m"), "--arch", "bert"])
-    assert result.exit_code == 2 and "choose one of llama, mistral, qwen2, phi, gpt2" in result.output
+def test_tiny_model_rejects_unknown_arch(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        tiny_model_main([str(tmp_path / "m"), "--arch", "bert"])
+    assert "invalid choice: 'bert'" in capsys.readouterr().err
+    from tuneforge_dev.tiny_model import build_tiny_model
+
+    with pytest.raises(TuneforgeError, match="choose one of llama, mistral, qwen2, phi, gpt2"):
+        build_tiny_model(tmp_path / "m", "bert")
 
 
 def test_generate_needs_a_prompt(tmp_path):
@@ -48,7 +54,7 @@ def test_data_command_reports_as_json(tmp_path, tiny_models, demo_files):
 
     from conftest import quick_config
 
-    from tuneforge.config_loading import config_to_yaml
+    from tuneforge.config.loading import config_to_yaml
 
     path = tmp_path / "c.yaml"
     path.write_text(config_to_yaml(quick_config(tiny_models("llama"), *demo_files)))
@@ -56,7 +62,8 @@ def test_data_command_reports_as_json(tmp_path, tiny_models, demo_files):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)  # stderr (datasets progress) is not part of the JSON
     assert report["rows"] == {"train": 160, "eval": 24, "read": 160}
-    assert {c["check"] for c in report["preflight"]} >= {"eos", "prompt_match", "truncation"}
+    assert {c["check"] for c in report["preflight"]} >= {"eos", "prompt_match", "answer_tokens", "truncation"}
+    assert report["max_length"] == {"requested": 64, "applied": 64}
     assert all(c["passed"] for c in report["preflight"])
     assert report["lora_targets"]["q_proj"] == 2 and sum(b["samples"] for b in report["histogram"]) == 160
     shown = runner.invoke(app, ["data", str(path), "--n", "2"])

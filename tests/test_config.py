@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tuneforge.config_loading import apply_override, load_config, validate_config
+from tuneforge.config.loading import apply_override, load_config, validate_config
 from tuneforge.errors import TuneforgeError
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
@@ -62,9 +62,9 @@ def test_every_example_validates(path):
 
 
 def test_readme_config_reference_is_current():
-    from tuneforge.config_reference import render, section_in
+    from tuneforge.config.reference import render, section_in
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert section_in(readme) == render(), (
-        "refresh it: python -m tuneforge.config_reference --write README.md"
+        "refresh it: python -m tuneforge.config.reference --write README.md"
     )

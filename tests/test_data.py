@@ -1,4 +1,4 @@
-"""Data stage: loading, shapes, masking (EOS trained even when pad == eos), BOS once, train == inference prompt."""
+"""Data stage: loading, shapes, masking (EOS trained even when pad == eos), BOS once, every answer trained."""
 
 import json
 
@@ -6,14 +6,14 @@ import pytest
 from conftest import write_jsonl
 from transformers import AutoTokenizer
 
-from tuneforge.batching import PadCollator
-from tuneforge.config import DataConfig, ModelConfig
-from tuneforge.data import prepare_data
-from tuneforge.data_sources import load_raw_data
+from tuneforge.config.schema import DataConfig, ModelConfig
+from tuneforge.data.collate import PadCollator
+from tuneforge.data.encode import IGNORE, ChatEncoder
+from tuneforge.data.prepare import prepare_data
+from tuneforge.data.sources import load_raw_data
+from tuneforge.data.templates import BUILTIN_TEMPLATES, install_chat_template
 from tuneforge.errors import TuneforgeError
-from tuneforge.modeling import load_tokenizer
-from tuneforge.templates import BUILTIN_TEMPLATES, install_chat_template
-from tuneforge.tokenization import IGNORE, Encoder, build_sample, inference_prompt_ids
+from tuneforge.model.load import load_tokenizer
 
 QA = [
     {"role": "user", "content": "count the lines in a.txt"},
@@ -30,12 +30,12 @@ def test_pad_equal_to_eos_still_trains_eos(llama_tokenizer):
     tok = llama_tokenizer
     assert tok.pad_token_id == tok.eos_token_id, "the tiny base has no pad token, like real base models"
     install_chat_template(tok, "alpaca")
-    short = build_sample(Encoder(tok), QA)
-    long = build_sample(
-        Encoder(tok), [QA[0], {"role": "assistant", "content": "wc -l a.txt and much more text"}]
-    )
-    batch = PadCollator(tok.pad_token_id)([short, long])
-    n = len(short["input_ids"])
+    encoder = ChatEncoder(tok)
+    short = encoder.encode_conversation(QA)
+    long = encoder.encode_conversation([QA[0], {"role": "assistant", "content": "wc -l a.txt and much more"}])
+    features = [{"input_ids": s.input_ids, "labels": s.labels} for s in (short, long)]
+    batch = PadCollator(tok.pad_token_id)(features)
+    n = len(short.input_ids)
     assert batch["labels"][0, n - 1] == tok.eos_token_id, "EOS is the last trained label"
     assert (batch["labels"][0, n:] == IGNORE).all(), "padding is ignored by position"
     assert (batch["input_ids"][0, n:] == tok.eos_token_id).all(), "padding uses the eos id"
@@ -44,30 +44,49 @@ def test_pad_equal_to_eos_still_trains_eos(llama_tokenizer):
 def test_only_the_completion_is_trained(llama_tokenizer):
     tok = llama_tokenizer
     install_chat_template(tok, "alpaca")
-    sample = build_sample(Encoder(tok), QA)
-    trained = [i for i, label in zip(sample["input_ids"], sample["labels"]) if label != IGNORE]
+    sample = ChatEncoder(tok).encode_conversation(QA)
+    trained = [i for i, label in zip(sample.input_ids, sample.labels) if label != IGNORE]
     assert tok.decode(trained) == "wc -l a.txt</s>"
-    everything = build_sample(Encoder(tok), QA, train_on="all")
+    everything = ChatEncoder(tok).encode_conversation(QA, train_on="all")
     # Position 0 is never a target after the causal shift, so BOS keeps -100 either way.
-    assert everything["labels"][1:] == everything["input_ids"][1:]
+    assert everything.labels[1:] == everything.input_ids[1:] and everything.labels[0] == IGNORE
 
 
 @pytest.mark.parametrize("template", sorted(BUILTIN_TEMPLATES))
-def test_training_prompt_equals_inference_prompt(llama_tokenizer, template):
+def test_every_prompt_equals_transformers_own_inference_prompt(llama_tokenizer, template):
+    """Before each answer of a multi-turn conversation, training holds exactly the ids a plain transformers
+    user would feed the model (`apply_chat_template(..., add_generation_prompt=True)` plus BOS)."""
     tok = llama_tokenizer
     install_chat_template(tok, template)
-    encoder = Encoder(tok)
-    sample = build_sample(encoder, QA)
-    prompt_len = sample["labels"].index(next(label for label in sample["labels"] if label != IGNORE))
-    assert sample["input_ids"][:prompt_len] == inference_prompt_ids(encoder, QA[:1])
-    assert sample["input_ids"][0] == tok.bos_token_id and sample["input_ids"][1] != tok.bos_token_id
-    assert sample["labels"][-1] == tok.eos_token_id
+    encoder = ChatEncoder(tok)
+    turns = [*QA, {"role": "user", "content": "and b.txt?"}, {"role": "assistant", "content": "wc -l b.txt"}]
+    sample = encoder.encode_conversation(turns)
+    assert [a.turn for a in sample.answers] == [1, 3]
+    for answer in sample.answers:
+        reference = tok.apply_chat_template(
+            turns[: answer.turn], add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        reference = reference if reference[:1] == [tok.bos_token_id] else [tok.bos_token_id, *reference]
+        assert sample.input_ids[: answer.start] == reference
+        assert encoder.prompt_ids(turns[: answer.turn]) == reference
+    assert sample.input_ids[0] == tok.bos_token_id and sample.input_ids[1] != tok.bos_token_id
+    assert sample.labels[-1] == tok.eos_token_id
+
+
+def test_template_without_eos_trains_no_invented_eos(llama_tokenizer):
+    """The encoder trains what the template writes: no EOS appended behind its back (preflight `eos` then
+    reports the template)."""
+    tok = llama_tokenizer
+    tok.chat_template = "{% for m in messages %}{{ m['content'] + '\\n' }}{% endfor %}"
+    sample = ChatEncoder(tok).encode_conversation(QA)
+    assert tok.eos_token_id not in sample.input_ids
+    assert tok.decode([i for i, x in zip(sample.input_ids, sample.labels) if x != IGNORE]) == "wc -l a.txt\n"
 
 
 def test_template_that_writes_bos_gets_no_second_bos(llama_tokenizer):
     tok = llama_tokenizer
     tok.chat_template = "{{ bos_token }}" + BUILTIN_TEMPLATES["mistral"]
-    ids = build_sample(Encoder(tok), QA)["input_ids"]
+    ids = ChatEncoder(tok).encode_conversation(QA).input_ids
     assert ids.count(tok.bos_token_id) == 1
 
 
@@ -75,17 +94,17 @@ def test_multi_turn_trains_every_assistant_turn(llama_tokenizer):
     tok = llama_tokenizer
     install_chat_template(tok, "chatml")
     turns = [*QA, {"role": "user", "content": "and b.txt?"}, {"role": "assistant", "content": "wc -l b.txt"}]
-    sample = build_sample(Encoder(tok), turns)
-    trained = tok.decode([i for i, label in zip(sample["input_ids"], sample["labels"]) if label != IGNORE])
+    sample = ChatEncoder(tok).encode_conversation(turns)
+    trained = tok.decode([i for i, label in zip(sample.input_ids, sample.labels) if label != IGNORE])
     assert trained == "wc -l a.txt</s>wc -l b.txt</s>"
 
 
 def test_tokenizer_chat_template_is_used_when_present(tiny_models):
     tok = AutoTokenizer.from_pretrained(tiny_models("qwen2"))
     assert "own chat template" in install_chat_template(tok, "auto")
-    sample = build_sample(Encoder(tok), QA)
-    assert tok.decode(sample["input_ids"]).startswith("<|im_start|>user\n")
-    assert sample["labels"][-1] == tok.eos_token_id
+    sample = ChatEncoder(tok).encode_conversation(QA)
+    assert tok.decode(sample.input_ids).startswith("<|im_start|>user\n")
+    assert sample.labels[-1] == tok.eos_token_id
 
 
 def test_shapes_are_detected(tmp_path, llama_tokenizer):

@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tuneforge.cli import app
-from tuneforge.config import LoraConfig, ModelConfig, QuantConfig
+from tuneforge.config.schema import LoraConfig, ModelConfig, QuantConfig
 from tuneforge.errors import TuneforgeError
-from tuneforge.modeling import build_model
+from tuneforge.model.build import build_model
 
 runner = CliRunner()
 

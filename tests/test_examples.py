@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tuneforge.cli import app
-from tuneforge.config_loading import load_config
-from tuneforge.formatting import required_columns
+from tuneforge.config.loading import load_config
+from tuneforge.data.shapes import required_columns
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ARCH_OF_EXAMPLE = {

@@ -4,8 +4,8 @@ import pytest
 import torch
 from conftest import quick_config
 
-from tuneforge.finetune import run_finetune
-from tuneforge.training import use_packing
+from tuneforge.train.sft import run_finetune
+from tuneforge.train.trainer import use_packing
 
 pytestmark = [
     pytest.mark.gpu,

@@ -1,25 +1,30 @@
-"""Padding-free packing keeps samples apart: no sample's logits depend on its neighbours, and the loss of
-a packed batch equals the loss of the same samples padded."""
+"""Padding-free packing keeps samples apart: no sample's logits depend on its neighbours, the loss of a
+packed batch equals the loss of the same samples padded, and `run_finetune` with packing on trains on packed
+batches to the same losses as the padded reference run."""
 
+import pytest
 import torch
-from transformers import AutoModelForCausalLM, DataCollatorWithFlattening
+from conftest import quick_config
+from transformers import AutoModelForCausalLM, DataCollatorWithFlattening, TrainerCallback
 
-from tuneforge.batching import PadCollator
-from tuneforge.config import ModelConfig
-from tuneforge.modeling import load_tokenizer
-from tuneforge.templates import install_chat_template
-from tuneforge.tokenization import Encoder, build_sample
+from tuneforge.config.schema import ModelConfig
+from tuneforge.data.collate import PadCollator
+from tuneforge.data.encode import ChatEncoder
+from tuneforge.data.templates import install_chat_template
+from tuneforge.model.load import load_tokenizer
+from tuneforge.train.sft import run_finetune
 
 
 def samples(tokenizer, answers):
     install_chat_template(tokenizer, "alpaca")
-    encoder = Encoder(tokenizer)
-    return [
-        build_sample(
-            encoder, [{"role": "user", "content": f"request {i}"}, {"role": "assistant", "content": a}]
+    encoder = ChatEncoder(tokenizer)
+    encoded = [
+        encoder.encode_conversation(
+            [{"role": "user", "content": f"request {i}"}, {"role": "assistant", "content": a}]
         )
         for i, a in enumerate(answers)
     ]
+    return [{"input_ids": s.input_ids, "labels": s.labels} for s in encoded]
 
 
 def test_changing_one_packed_sample_leaves_the_others_unchanged(tiny_models):
@@ -50,3 +55,43 @@ def test_packed_loss_equals_padded_loss(tiny_models):
         packed_loss = model(**packed, use_cache=False).loss
         padded_loss = model(**padded, use_cache=False).loss
     assert torch.allclose(packed_loss, padded_loss, atol=1e-5)
+
+
+class RecordLosses(TrainerCallback):
+    def __init__(self):
+        self.losses = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.losses.append(logs["loss"])
+
+
+def test_run_finetune_with_packing_trains_on_packed_batches_to_the_padded_losses(
+    tiny_models, demo_files, tmp_path, monkeypatch
+):
+    packed_batches = []
+    original = DataCollatorWithFlattening.__call__
+
+    def spy(self, features, *args, **kwargs):
+        batch = original(self, features, *args, **kwargs)
+        packed_batches.append((tuple(batch["input_ids"].shape), len(features)))
+        return batch
+
+    monkeypatch.setattr(DataCollatorWithFlattening, "__call__", spy)
+    losses = {}
+    for packing in ("off", "on"):
+        train = {"packing": packing, "max_steps": 3, "eval_before_training": False}
+        recorder = RecordLosses()
+        run_finetune(
+            quick_config(tiny_models("llama"), *demo_files, train=train),
+            tmp_path / packing,
+            extra_callbacks=[recorder],
+        )
+        losses[packing] = recorder.losses
+        if packing == "off":
+            assert not packed_batches, "the padded reference run uses the padding collator"
+    assert packed_batches and all(shape[0] == 1 and n == 4 for shape, n in packed_batches), (
+        "training batches are one packed row holding all four samples"
+    )
+    assert len(losses["on"]) >= 3
+    assert losses["on"] == pytest.approx(losses["off"], rel=1e-4), "same seed, same samples: same losses"

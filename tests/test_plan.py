@@ -7,7 +7,7 @@ from conftest import quick_config
 from typer.testing import CliRunner
 
 from tuneforge.cli import app
-from tuneforge.plan import make_plan
+from tuneforge.model.plan import FITS, Setup, make_plan
 
 
 @pytest.fixture
@@ -18,12 +18,18 @@ def config_for(tiny_models, demo_files):
     return make
 
 
+def plan(config, device):
+    return make_plan(
+        Setup(config.model, config.quant, config.lora, config.train), config.train.max_length, device
+    )
+
+
 def test_quantization_shrinks_weights_and_checkpointing_shrinks_activations(config_for):
-    plain = make_plan(config_for(), "H100-80GB")
-    nf4 = make_plan(config_for(quant={"mode": "4bit"}), "cpu")
-    fp32 = make_plan(config_for(), "cpu")
-    checkpointed = make_plan(config_for(train={"gradient_checkpointing": True}), "H100-80GB")
-    full = make_plan(config_for(lora={"method": "full"}), "H100-80GB")
+    plain = plan(config_for(), "H100-80GB")
+    nf4 = plan(config_for(quant={"mode": "4bit"}), "cpu")
+    fp32 = plan(config_for(), "cpu")
+    checkpointed = plan(config_for(train={"gradient_checkpointing": True}), "H100-80GB")
+    full = plan(config_for(lora={"method": "full"}), "H100-80GB")
     assert nf4.weights_gib < fp32.weights_gib
     # kbit preparation upcasts what it does not quantize (embeddings here) to fp32: on this embedding-heavy
     # tiny model that outweighs the 4-bit saving against bf16, as it would in reality.
@@ -36,16 +42,17 @@ def test_quantization_shrinks_weights_and_checkpointing_shrinks_activations(conf
 
 
 def test_largest_batch_fits_and_the_next_does_not(config_for):
-    small_gpu = make_plan(config_for(train={"max_length": 1024}), "T4")
-    assert small_gpu.max_batch_that_fits >= 1
-    fits = make_plan(
-        config_for(train={"max_length": 1024, "batch_size": small_gpu.max_batch_that_fits}), "T4"
-    )
-    assert fits.total_gib <= 0.92 * fits.device_gib
+    small_gpu = plan(config_for(train={"max_length": 4096}), "T4")
+    largest = small_gpu.max_batch_that_fits
+    assert 1 <= largest < 1024, "a real limit, not the search's cap"
+    fits = plan(config_for(train={"max_length": 4096, "batch_size": largest}), "T4")
+    assert fits.total_gib <= FITS * fits.device_gib
+    too_big = plan(config_for(train={"max_length": 4096, "batch_size": largest + 1}), "T4")
+    assert too_big.total_gib > FITS * too_big.device_gib
 
 
 def test_plan_cli_json(config_for, tmp_path):
-    from tuneforge.config_loading import config_to_yaml
+    from tuneforge.config.loading import config_to_yaml
 
     path = tmp_path / "c.yaml"
     path.write_text(config_to_yaml(config_for()))

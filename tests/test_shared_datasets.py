@@ -3,10 +3,9 @@
 import pytest
 from conftest import ROOT
 
-from tuneforge.config_loading import load_config
-from tuneforge.data import prepare_data
-from tuneforge.modeling import load_tokenizer
-from tuneforge.preflight import enforce
+from tuneforge.config.loading import load_config
+from tuneforge.data.preflight import enforce
+from tuneforge.train.preview import preview_data
 
 CONFIGS = sorted((ROOT / "examples" / "data").glob("*.yaml"))
 SHARED_BESIDE_REPO = ROOT.parent / "shared"  # the configs say ../shared, relative to the repository root
@@ -28,8 +27,10 @@ def test_every_shared_dataset_has_a_config():
 def test_shared_dataset_loads_and_passes_preflight(config_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     config = load_config(config_path)
-    data = prepare_data(config.data, load_tokenizer(config.model), config.train.max_length)
+    data, _ = preview_data(config)  # as `tuneforge data` and training prepare it
     enforce(data.preflight)  # raises on any check the config leaves at "error"
     assert data.train_stats.kept > 0
     if data.format != "text":
-        assert data.train_stats.prompt_checked > 0 and not data.train_stats.prompt_mismatches
+        stats = data.train_stats
+        assert stats.prompt_checked == stats.rows - stats.empty_completion
+        assert not stats.prompt_mismatches and not stats.answer_mismatches

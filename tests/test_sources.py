@@ -3,11 +3,11 @@
 import pytest
 from conftest import write_jsonl
 
-from tuneforge.config import DataConfig, ModelConfig
-from tuneforge.data import prepare_data
-from tuneforge.data_sources import load_raw_data
+from tuneforge.config.schema import DataConfig, ModelConfig
+from tuneforge.data.prepare import prepare_data
+from tuneforge.data.sources import load_raw_data
 from tuneforge.errors import TuneforgeError
-from tuneforge.modeling import load_tokenizer
+from tuneforge.model.load import load_tokenizer
 
 
 @pytest.fixture

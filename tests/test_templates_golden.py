@@ -6,10 +6,10 @@ tokenizer that adds BOS and has no pad token. A change to a template or to maski
 
 import pytest
 
-from tuneforge.config import ModelConfig
-from tuneforge.modeling import load_tokenizer
-from tuneforge.templates import BUILTIN_TEMPLATES, install_chat_template
-from tuneforge.tokenization import IGNORE, Encoder, build_sample
+from tuneforge.config.schema import ModelConfig
+from tuneforge.data.encode import IGNORE, ChatEncoder
+from tuneforge.data.templates import BUILTIN_TEMPLATES, install_chat_template
+from tuneforge.model.load import load_tokenizer
 
 SINGLE = [{"role": "user", "content": "count a.txt"}, {"role": "assistant", "content": "wc -l a.txt"}]
 MULTI = [
@@ -53,10 +53,11 @@ GOLDEN = {
         " wc -l a.txt</s>",
         " wc -l a.txt</s> wc -l b</s>",
     ),
-    "phi": (
+    "phi": (  # the generation prompt is "Output:", so the space before the answer is trained with it
         "<s>Instruct: count a.txt\nOutput: wc -l a.txt</s>",
         "<s>System: Be brief.\nInstruct: count a.txt\nOutput: wc -l a.txt</s>\nInstruct: and b?\nOutput: wc -l b</s>",
-        *TRAINED,
+        " wc -l a.txt</s>",
+        " wc -l a.txt</s> wc -l b</s>",
     ),
     "raw": (
         "<s>count a.txtwc -l a.txt</s>",
@@ -85,13 +86,11 @@ def test_template_golden_ids_and_labels(name, tiny_models):
         (SINGLE, single_full, single_trained),
         (MULTI, multi_full, multi_trained),
     ):
-        sample = build_sample(Encoder(tokenizer), conversation)
-        assert tokenizer.decode(sample["input_ids"]) == full
-        kept = [i for i, label in zip(sample["input_ids"], sample["labels"]) if label != IGNORE]
+        sample = ChatEncoder(tokenizer).encode_conversation(conversation)
+        assert tokenizer.decode(sample.input_ids) == full
+        kept = [i for i, label in zip(sample.input_ids, sample.labels) if label != IGNORE]
         assert tokenizer.decode(kept) == trained
-        assert [label for label in sample["labels"] if label != IGNORE] == kept, (
-            "labels are the ids, unshifted"
-        )
-        assert sample["input_ids"].count(tokenizer.bos_token_id) == full.count("<s>"), (
+        assert [label for label in sample.labels if label != IGNORE] == kept, "labels are the ids, unshifted"
+        assert sample.input_ids.count(tokenizer.bos_token_id) == full.count("<s>"), (
             "BOS exactly where written"
         )

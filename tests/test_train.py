@@ -14,9 +14,9 @@ from transformers import TrainerCallback
 from typer.testing import CliRunner
 
 from tuneforge.cli import app
-from tuneforge.config_loading import config_to_yaml
-from tuneforge.finetune import run_finetune
-from tuneforge.run_dir import RunDir
+from tuneforge.config.loading import config_to_yaml
+from tuneforge.run.directory import RunDir
+from tuneforge.train.sft import run_finetune
 
 runner = CliRunner()
 
@@ -58,16 +58,44 @@ def test_finished_run_is_not_overwritten(finished_run, tiny_models, demo_files):
     assert (RunDir(finished_run.run_dir).adapter / "adapter_model.safetensors").read_bytes() == before
 
 
+def reference_generation(run_dir, prompt: str, max_new_tokens: int) -> str:
+    """What a plain transformers + peft user gets from the run: no tuneforge code involved."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneforge.config.loading import load_config
+
+    config = load_config(run_dir / "config.yaml")
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
+    base = AutoModelForCausalLM.from_pretrained(config.model.name_or_path)
+    model = PeftModel.from_pretrained(base, run_dir / "adapter").eval()
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    ids = [tokenizer.bos_token_id, *ids]  # the Llama-style tokenizer adds BOS; the template does not write it
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False)
+    return tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
+
+
 def test_generate_cli_reads_the_run(finished_run, tmp_path):
+    expected = reference_generation(finished_run.run_dir, "delete a.txt", max_new_tokens=8)
+    assert expected, "the reference model generates something before EOS"
     prompts = tmp_path / "in.jsonl"
-    prompts.write_text(json.dumps({"prompt": "delete a.txt", "completion": "rm a.txt"}) + "\n")
+    rows = [
+        {"prompt": "delete a.txt", "completion": expected},
+        {"prompt": "delete a.txt", "completion": "rm a.txt"},
+    ]
+    prompts.write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "out.jsonl"
     args = ["generate", str(finished_run.run_dir), "--input", str(prompts), "--output", str(out)]
     result = runner.invoke(app, [*args, "--max-new-tokens", "8"])
     assert result.exit_code == 0, result.output
-    assert "exact match" in result.output
-    row = json.loads(out.read_text())
-    assert row["prompt"] == "delete a.txt" and isinstance(row["generation"], str)
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["generation"] for row in written] == [expected, expected], "the run's adapter and prompt"
+    assert written[0]["prompt"] == "delete a.txt" and written[1]["completion"] == "rm a.txt"
+    score = "exact match: 50.0% of 2" if expected != "rm a.txt" else "exact match: 100.0% of 2"
+    assert score in result.output
 
 
 def test_qlora_nf4_double_quant_trains_on_cpu(tiny_models, demo_files, tmp_path):
@@ -98,8 +126,8 @@ KILL_AFTER_CHECKPOINT = textwrap.dedent(
     """
     import os, signal, sys
     from transformers import TrainerCallback
-    from tuneforge.config_loading import load_config
-    from tuneforge.finetune import run_finetune
+    from tuneforge.config.loading import load_config
+    from tuneforge.train.sft import run_finetune
 
     class KillAfterSave(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):

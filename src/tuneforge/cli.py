@@ -1,9 +1,12 @@
-"""Command line: `tuneforge train | generate | tiny-model`, and `tuneforge --version`.
+"""Command line: `tuneforge train | data | plan | generate`, and `tuneforge --version`.
+
+The CLI is where the stages meet: it loads the whole run config and hands each stage its part.
 
 tuneforge train examples/quickstart.yaml --set train.max_steps=50
+tuneforge data examples/quickstart.yaml --n 3
+tuneforge plan examples/mistral7b_qlora_chatdoctor.yaml --gpu A10G
 tuneforge generate runs/quickstart --prompt "delete notes.txt"
 tuneforge generate runs/quickstart --input eval.jsonl --output predictions.jsonl
-tuneforge tiny-model models/tiny-llama --arch llama
 """
 
 from __future__ import annotations
@@ -51,8 +54,8 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run directory first."),
 ) -> None:
     """Fine-tune a model as the config says and write a run directory."""
-    from tuneforge.config_loading import load_config
-    from tuneforge.finetune import run_finetune
+    from tuneforge.config.loading import load_config
+    from tuneforge.train.sft import run_finetune
 
     with user_errors():
         config = load_config(config_path, set_)
@@ -64,34 +67,46 @@ def train(
 def generate(
     run_dir: Path = typer.Argument(..., help="A finished run directory."),
     prompt: list[str] = typer.Option([], "--prompt", help="A user message (repeatable)."),
-    input_path: Path | None = typer.Option(None, "--input", help="JSONL with a 'prompt' field per line."),
-    output_path: Path | None = typer.Option(None, "--output", help="Write prompt/generation JSONL here."),
+    input_path: Path | None = typer.Option(
+        None,
+        "--input",
+        help="Rows in the run's training shape (its columns, prompt_format and system prompt apply), or rows "
+        "with a 'prompt' field: .jsonl, .json, .csv, .parquet.",
+    ),
+    output_path: Path | None = typer.Option(
+        None, "--output", help="Write each row plus its generation here."
+    ),
     max_new_tokens: int = typer.Option(128, help="Longest generation."),
     base_only: bool = typer.Option(
         False, "--base-only", help="Use the base model without the adapter (baseline)."
     ),
     show: int = typer.Option(0, "--show", help="With --output, also print the first N rows."),
 ) -> None:
-    """Generate with the run's model; with --input rows that carry a 'completion', report exact match."""
-    from tuneforge.generation import exact_match, load_run
-    from tuneforge.generation import generate as generate_texts
+    """Generate with the run's model; with --input rows that hold their answer, report exact match."""
+    from tuneforge.infer.generate import exact_match
+    from tuneforge.infer.generate import generate as generate_texts
+    from tuneforge.infer.inputs import plain_prompt, prompts_from_file
+    from tuneforge.infer.load import load_run
 
     with user_errors():
-        rows = [{"prompt": p} for p in prompt] + (read_prompts(input_path) if input_path else [])
-        if not rows:
-            raise TuneforgeError("nothing to generate: pass --prompt TEXT or --input FILE.jsonl")
+        if not prompt and not input_path:
+            raise TuneforgeError("nothing to generate: pass --prompt TEXT or --input FILE")
         loaded = load_run(run_dir, base_only=base_only)
-        texts = generate_texts(loaded, [row["prompt"] for row in rows], max_new_tokens=max_new_tokens)
-        for row, text in zip(rows, texts):
-            row["generation"] = text
+        data = loaded.config.data
+        rows = [plain_prompt(p, data) for p in prompt]
+        rows += prompts_from_file(input_path, data, loaded.data_format) if input_path else []
+        texts = generate_texts(loaded, [row.messages for row in rows], max_new_tokens=max_new_tokens)
         if output_path:
-            output_path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+            lines = [
+                json.dumps({**row.row, "generation": text}, default=str) for row, text in zip(rows, texts)
+            ]
+            output_path.write_text("".join(line + "\n" for line in lines))
             console.print(f"wrote {len(rows)} rows to {output_path}")
-        for row in rows if not output_path else rows[:show]:
-            expected = f"  [dim](expected: {row['completion']})[/]" if "completion" in row else ""
-            console.print(f"[bold]>>> {row['prompt']}[/]\n{row['generation']}{expected}", highlight=False)
-        references = [row["completion"] for row in rows if "completion" in row]
-        if references and len(references) == len(rows):
+        for row, text in list(zip(rows, texts))[: show if output_path else len(rows)]:
+            expected = f"  [dim](expected: {row.reference})[/]" if row.reference is not None else ""
+            console.print(f"[bold]>>> {row.messages[-1]['content']}[/]\n{text}{expected}", highlight=False)
+        references = [row.reference for row in rows]
+        if all(reference is not None for reference in references):
             score = exact_match(texts, references)
             console.print(
                 f"exact match: [bold]{score:.1%}[/] of {len(rows)} ({'base' if base_only else 'fine-tuned'})"
@@ -106,8 +121,8 @@ def data(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Show what training will see: samples, lengths, truncation, preflight checks, LoRA target matches."""
-    from tuneforge.config_loading import load_config
-    from tuneforge.data_report import data_report, show_report
+    from tuneforge.config.loading import load_config
+    from tuneforge.train.preview import data_report, show_report
 
     with user_errors():
         config = load_config(config_path, set_)
@@ -126,49 +141,25 @@ def plan(
     set_: list[str] = typer.Option([], "--set", help="Override a key, as for train."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
-    """Memory by component, the largest batch that fits, and estimated tokens/s, before any download."""
+    """Memory by component, the largest batch that fits, and estimated tokens/s, without downloading
+    weights. With train.max_length: auto the data is tokenized first to resolve it."""
     from dataclasses import asdict
 
-    from tuneforge.config_loading import load_config
-    from tuneforge.plan import DEVICES, make_plan
-    from tuneforge.reporting import show_plan
+    from tuneforge.config.loading import load_config
+    from tuneforge.model.plan import DEVICES, Setup, make_plan
+    from tuneforge.model.report import show_plan
+    from tuneforge.train.preview import resolved_max_length
 
     with user_errors():
         if gpu is not None and gpu not in DEVICES:
             raise TuneforgeError(f"--gpu {gpu!r}: choose one of {', '.join(DEVICES)}")
-        result = make_plan(load_config(config_path, set_), gpu or "cpu")
+        config = load_config(config_path, set_)
+        setup = Setup(config.model, config.quant, config.lora, config.train)
+        result = make_plan(setup, resolved_max_length(config), gpu or "cpu")
         if as_json:
             print(json.dumps(asdict(result), indent=2))
         else:
             show_plan(console, result)
-
-
-@app.command("tiny-model")
-def tiny_model(
-    out_dir: Path = typer.Argument(..., help="Folder to write the model and tokenizer to."),
-    arch: str = typer.Option("llama", "--arch", help="llama | mistral | qwen2 | phi | gpt2"),
-    hidden: int = typer.Option(128, help="Hidden size."),
-    layers: int = typer.Option(4, help="Number of layers."),
-    seed: int = typer.Option(0, help="Weight initialisation seed."),
-) -> None:
-    """Build a tiny random model with a freshly trained tokenizer (offline; for tests and demos)."""
-    from tuneforge.tiny_model import TinySize, build_tiny_model
-
-    with user_errors():
-        path = build_tiny_model(out_dir, arch, TinySize(hidden=hidden, layers=layers), seed=seed)
-        console.print(f"tiny {arch} model written to {path}")
-
-
-def read_prompts(path: Path) -> list[dict]:
-    from tuneforge.data_sources import read_jsonl
-
-    if not path.is_file():
-        raise TuneforgeError(f"input file not found: {path}")
-    rows = read_jsonl(path)
-    missing = next((i for i, row in enumerate(rows, start=1) if "prompt" not in row), None)
-    if missing is not None:
-        raise TuneforgeError(f"{path}: row {missing} has no 'prompt' field (each line needs one)")
-    return rows
 
 
 class user_errors:  # noqa: N801 - used as a context manager, reads like a statement

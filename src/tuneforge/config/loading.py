@@ -1,0 +1,84 @@
+"""Read a YAML config, apply `--set section.key=value` overrides, validate, explain errors.
+
+Errors name the file, the dotted key and, for a typo, the closest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tuneforge.config.schema import RunConfig
+from tuneforge.errors import TuneforgeError
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise TuneforgeError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise TuneforgeError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise TuneforgeError(f"{path}: expected a mapping of sections (model:, data:, ...) at the top level")
+    for override in overrides or []:
+        apply_override(raw, override)
+    return validate_config(raw, source=str(path))
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set one dotted key; the value is parsed as YAML so `8`, `true`, `[q_proj, v_proj]` and `null` work."""
+    key, sep, value = override.partition("=")
+    if not sep or not key.strip():
+        raise TuneforgeError(f"--set {override!r}: expected section.key=value, e.g. --set train.max_steps=20")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise TuneforgeError(f"--set {override!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [describe_error(err) for err in exc.errors()]
+        raise TuneforgeError(
+            f"{source}: invalid config\n" + "\n".join(f"  - {line}" for line in lines)
+        ) from None
+
+
+def describe_error(err: dict[str, Any]) -> str:
+    loc = [str(part) for part in err["loc"]]
+    dotted = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        valid = valid_keys_at(loc[:-1])
+        hint = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+        suggestion = f"did you mean {hint[0]!r}? " if hint else ""
+        return f"unknown key {dotted!r}: {suggestion}valid keys here: {', '.join(valid)}"
+    if err["type"] == "missing":
+        return f"missing required key {dotted!r}"
+    return f"{dotted}: {err['msg']} (got {err.get('input')!r})"
+
+
+def valid_keys_at(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def config_to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

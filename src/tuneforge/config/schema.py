@@ -1,0 +1,293 @@
+"""The run configuration: one pydantic model per pipeline stage, validated strictly.
+
+A YAML file has the sections below; any key can be overridden on the command line with
+`--set section.key=value`. Unknown keys are errors that name the closest valid key.
+
+    tuneforge train examples/quickstart.yaml --set train.max_steps=20 --set lora.r=8
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+BUILTIN_TEMPLATE_NAMES = ("alpaca", "chatml", "mistral", "llama2", "llama3", "phi", "zephyr", "raw")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name_or_path: str = Field(description="Hub id (e.g. mistralai/Mistral-7B-v0.1) or a local model folder.")
+    revision: str | None = Field(None, description="Hub branch, tag or commit; pin it for reproducible runs.")
+    dtype: DType = Field(
+        "auto",
+        description="Weights dtype. auto: bfloat16 on GPUs that support it, float16 on others, float32 on CPU.",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Run modelling code shipped with the checkpoint. Off by default."
+    )
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
+        "auto", description="Attention kernel; auto lets transformers pick (SDPA where available)."
+    )
+
+
+class QuantConfig(Section):
+    mode: Literal["none", "4bit", "8bit"] = Field(
+        "none", description="Load the base weights quantized (QLoRA)."
+    )
+    quant_type: Literal["nf4", "fp4"] = Field(
+        "nf4", description="4-bit data type; nf4 is the QLoRA paper's choice."
+    )
+    double_quant: bool = Field(
+        True, description="Quantize the quantization constants too (saves ~0.4 bit/param)."
+    )
+    compute_dtype: DType = Field("auto", description="dtype of the 4-bit matmuls; auto follows model.dtype.")
+
+
+class LoraConfig(Section):
+    method: Literal["lora", "full"] = Field(
+        "lora", description="lora trains an adapter; full trains every weight."
+    )
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: float = Field(
+        32, gt=0, description="LoRA scaling numerator (scale = alpha / r, or alpha / sqrt(r) with rslora)."
+    )
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: Literal["all-linear"] | list[str] = Field(
+        "all-linear",
+        description="Module names to adapt, matched on the last name part (q_proj, lm_head, ...), or all-linear "
+        "for every linear layer except the output head. A name that matches nothing is an error.",
+    )
+    modules_to_save: list[str] = Field(
+        default_factory=list,
+        description="Modules trained in full and saved with the adapter (e.g. embed_tokens).",
+    )
+    dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
+    rslora: bool = Field(False, description="Rank-stabilised scaling alpha / sqrt(r).")
+
+
+class ColumnsConfig(Section):
+    instruction: str = Field("instruction", description="alpaca: the instruction column.")
+    input: str = Field(
+        "input", description="alpaca: the optional input/context column (may be absent or empty)."
+    )
+    output: str = Field("output", description="alpaca: the answer column.")
+    prompt: str = Field("prompt", description="prompt_completion: the prompt column.")
+    completion: str = Field("completion", description="prompt_completion: the completion column.")
+    messages: str = Field("messages", description="messages: the column holding [{role, content}, ...].")
+    conversations: str = Field(
+        "conversations", description="sharegpt: the column holding [{from, value}, ...]."
+    )
+    text: str = Field("text", description="text: the column of plain documents (continued pretraining).")
+
+
+Severity = Literal["error", "warn", "off"]
+
+
+class PreflightConfig(Section):
+    eos: Severity = Field(
+        "error",
+        description="Every answer ends with a trained EOS token: the template writes eos_token after it.",
+    )
+    trained_tokens: Severity = Field(
+        "error",
+        description="No sample is left with nothing to train (empty answer, or cut off by max_length).",
+    )
+    double_bos: Severity = Field("error", description="No sample starts with two BOS tokens.")
+    prompt_match: Severity = Field(
+        "error",
+        description="The tokens before each trained answer equal, token for token, the prompt inference builds "
+        "for that conversation (fails above max_prompt_mismatch_fraction).",
+    )
+    answer_tokens: Severity = Field(
+        "error", description="The trained tokens of each answer decode to exactly the answer's rendered text."
+    )
+    truncation: Severity = Field("error", description="At most max_truncated_fraction of samples are cut.")
+    overlap: Severity = Field("warn", description="Evaluation samples that also occur in training.")
+    max_truncated_fraction: float = Field(
+        0.05, ge=0, le=1, description="Allowed share of samples cut by max_length."
+    )
+    max_prompt_mismatch_fraction: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Allowed share of samples whose training prompt differs from the inference prompt (the "
+        "boundary rule in the README: a few answers that start with unusual whitespace are expected).",
+    )
+
+
+Shape = Literal["auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text"]
+
+
+class SourceConfig(Section):
+    path: str = Field(description="A file, a saved datasets folder, or a hub id, as data.path.")
+    weight: float = Field(1.0, gt=0, description="Row multiplier: 2 uses every row twice, 0.5 a seeded half.")
+    hub_config: str | None = Field(None, description="Hub dataset configuration name.")
+    split: str = Field("train", description="Split to read.")
+    format: Shape = Field("auto", description="This source's row shape.")
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig, description="This source's column names.")
+    prompt_format: str | None = Field(None, description="This source's prompt format string.")
+
+
+class DataConfig(Section):
+    path: str | None = Field(
+        None, description="A .json/.jsonl/.csv/.tsv/.parquet file, a folder saved by datasets, or a hub id."
+    )
+    mix: list[SourceConfig] = Field(
+        default_factory=list,
+        description="Several sources, each with its own shape and weight (instead of path).",
+    )
+    hub_config: str | None = Field(None, description="Hub dataset configuration name, if it has several.")
+    split: str = Field("train", description="Split to read from a hub dataset or a saved DatasetDict.")
+    format: Shape = Field(
+        "auto",
+        description="Row shape; auto detects messages, sharegpt, alpaca, prompt/completion, then text columns.",
+    )
+    columns: ColumnsConfig = Field(
+        default_factory=ColumnsConfig, description="Your column names for each shape."
+    )
+    prompt_format: str | None = Field(
+        None,
+        description="Python format string that builds the prompt from any columns, e.g. "
+        "'Summarize this dialogue:\\n{dialogue}'. Overrides the prompt column.",
+    )
+    system_prompt: str | None = Field(None, description="System message put before every conversation.")
+    template: str = Field(
+        "auto",
+        description="Prompt template: auto uses the tokenizer's chat template, else alpaca. One of "
+        f"{', '.join(BUILTIN_TEMPLATE_NAMES)}, or a path to a .jinja file.",
+    )
+    train_on: Literal["completion", "all"] = Field(
+        "completion", description="completion: loss on assistant tokens (and EOS) only; all: on every token."
+    )
+    dedupe: bool = Field(False, description="Drop exact duplicate rows before the train/eval split.")
+    too_long: Literal["truncate", "drop"] = Field(
+        "truncate", description="Samples longer than train.max_length: cut at the end, or leave out."
+    )
+    min_tokens: int = Field(0, ge=0, description="Leave out samples shorter than this many tokens.")
+    cache: bool = Field(
+        True,
+        description="Reuse tokenized data when data, tokenizer, template, max_length and mapping are unchanged.",
+    )
+    preflight: PreflightConfig = Field(
+        default_factory=PreflightConfig,
+        description="Checks run before training; each can be error, warn or off.",
+    )
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held-out fraction when no eval_path is given.")
+    eval_path: str | None = Field(None, description="Separate evaluation file (same shape as path).")
+    max_samples: int | None = Field(
+        None, ge=1, description="Use a seeded random sample of this many training rows."
+    )
+    seed: int = Field(42, description="Seed for sampling and the train/eval split.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if bool(self.path) == bool(self.mix):
+            raise ValueError("set exactly one of data.path (one source) or data.mix (several sources)")
+        return self
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, value: str) -> str:
+        if value == "auto" or value in BUILTIN_TEMPLATE_NAMES or value.endswith((".jinja", ".j2")):
+            return value
+        raise ValueError(
+            f"unknown template {value!r}; use auto, one of {', '.join(BUILTIN_TEMPLATE_NAMES)}, or a .jinja file"
+        )
+
+
+class TrainConfig(Section):
+    epochs: float = Field(
+        1.0, gt=0, description="Passes over the training data (ignored when max_steps is set)."
+    )
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    scheduler: Literal[
+        "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"
+    ] = Field("cosine", description="Learning-rate schedule after warmup.")
+    warmup: float = Field(
+        0.03, ge=0, description="Warmup: a fraction of all steps when < 1, else a number of steps."
+    )
+    batch_size: int = Field(4, ge=1, description="Sequences per device per forward pass.")
+    eval_batch_size: int | None = Field(
+        None, ge=1, description="Evaluation batch size; defaults to batch_size."
+    )
+    grad_accumulation: int = Field(1, ge=1, description="Forward passes per optimizer step.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory (slower).")
+    optimizer: Literal[
+        "adamw_torch",
+        "adamw_torch_fused",
+        "paged_adamw_8bit",
+        "paged_adamw_32bit",
+        "adamw_8bit",
+        "adafactor",
+        "sgd",
+    ] = Field("adamw_torch", description="Optimizer; paged_adamw_8bit is the QLoRA notebooks' choice.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    max_length: Literal["auto"] | int = Field(
+        "auto",
+        description="Longest tokenized sample; longer ones are cut at the end (or dropped, data.too_long). "
+        "auto: the smallest multiple of 64 that covers 99% of the training samples, capped at the model's "
+        "context length; the number chosen is shown at the start of the run.",
+    )
+    group_by_length: bool = Field(
+        True, description="Batch samples of similar length together (less padding)."
+    )
+    packing: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Padding-free packing: a batch's samples are concatenated into one row and kept apart by "
+        "position ids (no padding, no cross-sample attention). auto: on with CUDA, off on CPU (measured slower).",
+    )
+    liger: Literal["auto", "off"] = Field(
+        "auto",
+        description="Liger kernels (RMSNorm, SwiGLU, RoPE, fused linear cross-entropy): auto = with CUDA when installed.",
+    )
+    torch_compile: bool = Field(False, description="torch.compile the model (GPU; first steps are slower).")
+    eval_steps: int = Field(50, ge=1, description="Evaluate every N optimizer steps.")
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps.")
+    save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints.")
+    logging_steps: int = Field(10, ge=1, description="Log training loss every N steps.")
+    eval_before_training: bool = Field(
+        True, description="Measure held-out loss before the first step (baseline)."
+    )
+    seed: int = Field(42, description="Seed for initialisation, dropout and data order.")
+
+
+    @field_validator("max_length")
+    @classmethod
+    def _long_enough(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 8:
+            raise ValueError("must be auto or at least 8 tokens")
+        return value
+
+
+class LogConfig(Section):
+    tensorboard: bool = Field(True, description="Write TensorBoard events to RUN_DIR/tensorboard.")
+    report_to: list[Literal["wandb", "mlflow", "trackio", "comet_ml"]] = Field(
+        default_factory=list, description="Extra trackers, each installed and configured by you."
+    )
+
+
+class RunConfig(Section):
+    model: ModelConfig
+    quant: QuantConfig = Field(default_factory=QuantConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    run_dir: str | None = Field(
+        None, description="Where the run is written; default runs/<config file name>."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if self.quant.mode != "none" and self.lora.method == "full":
+            raise ValueError(
+                f"quant.mode={self.quant.mode} needs lora.method=lora: quantized weights cannot be trained in full"
+            )
+        return self

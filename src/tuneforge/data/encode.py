@@ -1,0 +1,163 @@
+"""The one prompt encoder: a conversation (chat messages + the tokenizer's chat template) in, token ids out.
+
+Training, `tuneforge generate` and every later inference path (evaluation, chat, app, server, preference
+data) call this module; nothing else renders or tokenizes prompts.
+
+Training samples are rendered once and tokenized once. A token is trained when it holds characters of an
+assistant answer, found by character offsets: each answer starts where the template's generation prompt
+(`add_generation_prompt=True`) for the conversation so far ends, and ends after the EOS the template
+writes. So the trained ids are the tokenizer's own tokens of the text: no invented leading space, no
+splits that real text never has, and EOS only where the template writes it.
+
+Inference prompts are the conversation so far, rendered with `add_generation_prompt=True` and tokenized.
+
+The boundary rule: where the tokenizer merges the last characters of a prompt with the first of its answer
+(a generation prompt that ends in a space: 'Output: ' + 'wc' -> 'Ġwc'), the whole text wins. The merged
+token is trained as part of the answer and that sample's training prompt differs from its inference
+prompt; preflight `prompt_match` counts such samples.
+
+    encoder = ChatEncoder(tokenizer)
+    sample = encoder.encode_conversation(messages)     # input_ids, labels, answer spans
+    ids = encoder.prompt_ids(messages[:-1])            # what generation feeds the model
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jinja2 import TemplateError
+from transformers import PreTrainedTokenizerBase
+
+from tuneforge.data.shapes import Message
+from tuneforge.errors import TuneforgeError
+
+IGNORE = -100
+
+NOT_PREFIX = (
+    "the chat template does not render a conversation as a prefix of its continuation (the text before an "
+    "answer changes once the answer is added), so prompts and answers cannot be told apart; use another "
+    "template (data.template)"
+)
+
+
+@dataclass(frozen=True)
+class AnswerSpan:
+    """One trained answer inside an encoded sample: its tokens are input_ids[start:end]."""
+
+    turn: int  # index of the assistant message in the conversation
+    start: int
+    end: int
+    text: str  # the answer as rendered: its content plus what the template writes with it (EOS)
+
+
+@dataclass(frozen=True)
+class EncodedSample:
+    input_ids: list[int]
+    labels: list[int]
+    answers: tuple[AnswerSpan, ...] = ()
+
+    @property
+    def prompt_len(self) -> int:
+        """Tokens before the final answer: the prompt inference builds for this conversation."""
+        return self.answers[-1].start if self.answers else 0
+
+
+class ChatEncoder:
+    """A tokenizer with its chat template installed, plus the facts about it that encoding depends on."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        if tokenizer.eos_token_id is None:
+            raise TuneforgeError("the tokenizer has no EOS token; set one so the model can learn to stop")
+        if not getattr(tokenizer, "is_fast", False):
+            raise TuneforgeError(
+                f"{type(tokenizer).__name__} is a slow tokenizer: tuneforge masks answers by character "
+                "offsets, which only fast (Rust `tokenizers`) tokenizers report. Use the model's tokenizer.json."
+            )
+        self.tokenizer = tokenizer
+        bos = tokenizer.bos_token_id
+        self.adds_bos = bos is not None and tokenizer("a").input_ids[:1] == [bos]
+
+    def render(self, messages: list[Message], add_generation_prompt: bool) -> str:
+        try:
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+        except TemplateError as exc:
+            raise TuneforgeError(f"the chat template cannot render this conversation: {exc} (data.template)") from exc
+
+    def prompt_ids(self, messages: list[Message]) -> list[int]:
+        """The ids generation feeds the model for a conversation whose next turn is the assistant's."""
+        ids, _ = self._tokenize(self.render(messages, add_generation_prompt=True))
+        return self._bos() + ids if self._needs_bos(ids) else ids
+
+    def encode_conversation(self, messages: list[Message], train_on: str = "completion") -> EncodedSample:
+        """ids and labels for a conversation that ends with an assistant answer; every answer is trained."""
+        text, spans = self.answer_spans(messages)
+        # What the template writes after the final answer's EOS is never trained, nor needed.
+        text = text[: spans[-1][2]]
+        ids, offsets = self._tokenize(text)
+        labels = list(ids) if train_on == "all" else [IGNORE] * len(ids)
+        answers, token = [], 0
+        for turn, first_char, end_char in spans:
+            while token < len(ids) and offsets[token][1] <= first_char:
+                token += 1
+            start = token  # a token that straddles the boundary holds answer characters: it is trained
+            while token < len(ids) and offsets[token][0] < end_char:
+                token += 1
+            labels[start:token] = ids[start:token]
+            answers.append(AnswerSpan(turn, start, token, text[first_char:end_char]))
+        if self._needs_bos(ids):
+            ids, labels = self._bos() + ids, [IGNORE] + labels
+            answers = [AnswerSpan(a.turn, a.start + 1, a.end + 1, a.text) for a in answers]
+        return EncodedSample(ids, labels, tuple(answers))
+
+    def encode_text(self, text: str) -> EncodedSample:
+        """Plain text (continued pretraining): every token is trained and EOS closes the document."""
+        ids, _ = self._tokenize(text)
+        ids = [*ids, self.tokenizer.eos_token_id]
+        if self._needs_bos(ids):
+            return EncodedSample(self._bos() + ids, [IGNORE, *ids])
+        return EncodedSample(ids, list(ids))
+
+    def answer_spans(self, messages: list[Message]) -> tuple[str, list[tuple[int, int, int]]]:
+        """The rendered conversation, and for each assistant turn (message index, first char, end char) of
+        its answer. An answer runs from the end of its generation prompt to the end of the EOS the template
+        writes after it (to the end of the turn when the template writes none)."""
+        text = self.render(messages, add_generation_prompt=False)
+        eos = self.tokenizer.eos_token
+        spans: list[tuple[int, int, int]] = []
+        for index, turn in enumerate(messages):
+            if turn["role"] != "assistant":
+                continue
+            prompt = self.render(messages[:index], add_generation_prompt=True)
+            upto = self.render(messages[: index + 1], add_generation_prompt=False)
+            if not (upto.startswith(prompt) and text.startswith(upto)):
+                raise TuneforgeError(NOT_PREFIX)
+            if spans and len(prompt) < spans[-1][2]:
+                raise TuneforgeError(NOT_PREFIX)
+            answer = upto[len(prompt) :]
+            eos_at = answer.rfind(eos)
+            length = eos_at + len(eos) if eos_at >= 0 else len(answer)
+            spans.append((index, len(prompt), len(prompt) + length))
+        return text, spans
+
+    def decode_span(self, ids: list[int], start: int, end: int) -> str:
+        """The text ids[start:end] stand for where they are. Decoding a slice on its own would drop a
+        SentencePiece leading space, so decode the prefixes and take the difference."""
+        before = self._decode(ids[:start])
+        whole = self._decode(ids[:end])
+        return whole[len(before) :] if whole.startswith(before) else self._decode(ids[start:end])
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def _tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return encoded["input_ids"], encoded["offset_mapping"]
+
+    def _needs_bos(self, ids: list[int]) -> bool:
+        """BOS once, as the tokenizer adds it to plain text, unless the template already wrote it."""
+        return self.adds_bos and ids[:1] != self._bos()
+
+    def _bos(self) -> list[int]:
+        return [self.tokenizer.bos_token_id]

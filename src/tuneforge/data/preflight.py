@@ -1,0 +1,159 @@
+"""Preflight: checks on the tokenized data that catch silent training failures before the first step.
+
+Each check reports what it found and what to change; `data.preflight.<check>` makes it an error
+(default), a warning, or turns it off. The per-sample comparisons behind prompt_match and answer_tokens
+run while tokenizing (tokenize.py); the LoRA-target check lives in model/targets.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from datasets import Dataset
+
+from tuneforge.config.schema import PreflightConfig
+from tuneforge.data.tokenize import AUTO_LENGTH_STEP, TokenizeStats
+from tuneforge.errors import TuneforgeError
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    severity: str
+    message: str
+
+
+def check_eos(train: Dataset, eos_id: int) -> tuple[bool, str]:
+    missing = [
+        i
+        for i, (labels, cut) in enumerate(zip(train["labels"], train["truncated"]))
+        if not cut and labels[-1] != eos_id
+    ]
+    if missing:
+        return False, (
+            f"{len(missing)} samples (first: {missing[0]}) do not end with a trained EOS (id {eos_id}): the "
+            "template writes no eos_token after the answer, so the model would not learn to stop. Use a template "
+            "that ends answers with {{ eos_token }} (every built-in does) or add it to yours (data.template)."
+        )
+    return True, "every complete sample ends with a trained EOS"
+
+
+def check_trained_tokens(stats: TokenizeStats) -> tuple[bool, str]:
+    lost = stats.empty_completion + stats.no_trained_tokens
+    if lost:
+        return False, (
+            f"{lost} rows have nothing to train ({stats.empty_completion} with an empty answer, "
+            f"{stats.no_trained_tokens} whose answer is cut off by train.max_length={stats.max_length}); they were "
+            "dropped. Clean the data, raise train.max_length, or set data.preflight.trained_tokens: warn."
+        )
+    return True, "every sample has trained tokens"
+
+
+def check_double_bos(train: Dataset, bos_id: int | None) -> tuple[bool, str]:
+    if bos_id is None:
+        return True, "the tokenizer has no BOS token"
+    doubled = [i for i, ids in enumerate(train["input_ids"]) if ids[:2] == [bos_id, bos_id]]
+    if doubled:
+        return False, (
+            f"{len(doubled)} samples (first: {doubled[0]}) start with BOS twice: the template writes bos_token "
+            "and something adds it again. Remove one from the template (data.template)."
+        )
+    return True, "no sample starts with a double BOS"
+
+
+def check_prompt_match(stats: TokenizeStats, allowed: float) -> tuple[bool, str]:
+    mismatched = len(stats.prompt_mismatches)
+    if not mismatched:
+        return True, f"{stats.prompt_checked} training prompts equal their inference prompts token for token"
+    share = mismatched / max(stats.prompt_checked, 1)
+    finding = (
+        f"{mismatched} of {stats.prompt_checked} samples (first: row {stats.prompt_mismatches[0]}) have a "
+        "training prompt that differs from the prompt inference builds: the tokenizer merges the end of the "
+        "prompt with the start of the answer (a generation prompt ending in a space, or an answer starting with "
+        "whitespace), and training keeps the whole text's tokens"
+    )
+    if share > allowed:
+        return False, (
+            f"{finding}. More than the allowed {allowed:.0%}: the model would be trained on prompts it never "
+            "sees. Use a template whose generation prompt ends with a newline or a special token "
+            "(data.template), or strip the answers' leading whitespace."
+        )
+    return True, f"{finding}; within the allowed {allowed:.0%}"
+
+
+def check_answer_tokens(stats: TokenizeStats) -> tuple[bool, str]:
+    if stats.answer_mismatches:
+        return False, (
+            f"{len(stats.answer_mismatches)} of {stats.prompt_checked} samples (first: row "
+            f"{stats.answer_mismatches[0]}) have trained tokens that do not decode to their answer text: the "
+            "tokenizer cannot represent some characters (unknown tokens, normalisation), or it merges an answer "
+            "with the text around it. Check those rows with `tuneforge data`; use a template that separates "
+            "turns, or a tokenizer that covers your text."
+        )
+    return True, f"{stats.prompt_checked} samples' trained tokens decode to exactly their answers"
+
+
+def check_truncation(stats: TokenizeStats, allowed: float) -> tuple[bool, str]:
+    share = stats.truncated / max(stats.rows, 1)
+    summary = f"{stats.truncated} of {stats.rows} samples ({share:.1%}) are cut at train.max_length={stats.max_length}"
+    if share > allowed:
+        fits = -(-stats.p99_length // AUTO_LENGTH_STEP) * AUTO_LENGTH_STEP
+        return False, (
+            f"{summary}, more than the allowed {allowed:.0%}: cut answers teach the model to stop mid-sentence "
+            f"without EOS. Set train.max_length: {fits} (covers 99% of samples) or auto, or raise "
+            "data.preflight.max_truncated_fraction."
+        )
+    return True, summary
+
+
+def check_overlap(train: Dataset, eval_set: Dataset | None) -> tuple[bool, str]:
+    if eval_set is None:
+        return True, "no evaluation set"
+    seen = {tuple(ids) for ids in train["input_ids"]}
+    shared = sum(tuple(ids) in seen for ids in eval_set["input_ids"])
+    if shared:
+        return False, (
+            f"{shared} of {len(eval_set)} evaluation samples also occur in training: held-out loss would be "
+            "optimistic. Deduplicate the data or use a separate data.eval_path."
+        )
+    return True, "no evaluation sample occurs in training"
+
+
+def run_preflight(
+    policy: PreflightConfig,
+    *,
+    train: Dataset,
+    eval_set: Dataset | None,
+    stats: TokenizeStats,
+    bos_id: int | None,
+    eos_id: int,
+    has_prompts: bool,
+) -> list[CheckResult]:
+    checks = {
+        "eos": lambda: check_eos(train, eos_id),
+        "trained_tokens": lambda: check_trained_tokens(stats),
+        "double_bos": lambda: check_double_bos(train, bos_id),
+        "prompt_match": lambda: check_prompt_match(stats, policy.max_prompt_mismatch_fraction),
+        "answer_tokens": lambda: check_answer_tokens(stats),
+        "truncation": lambda: check_truncation(stats, policy.max_truncated_fraction),
+        "overlap": lambda: check_overlap(train, eval_set),
+    }
+    results = []
+    for name, check in checks.items():
+        severity = getattr(policy, name)
+        if severity == "off" or (name in ("prompt_match", "answer_tokens") and not has_prompts):
+            continue
+        passed, message = check()
+        results.append(CheckResult(name, passed, severity, message))
+    return results
+
+
+def enforce(results: list[CheckResult]) -> None:
+    failures = [r for r in results if not r.passed and r.severity == "error"]
+    if failures:
+        lines = "\n".join(f"  - {r.name}: {r.message}" for r in failures)
+        raise TuneforgeError(
+            f"preflight failed before training:\n{lines}\n"
+            "Fix the data or config; to accept a finding, set data.preflight.<check>: warn (or off)."
+        )

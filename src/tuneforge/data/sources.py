@@ -1,0 +1,191 @@
+"""Load the user's rows: local JSON/JSONL/CSV/TSV/Parquet, a folder saved by `datasets`, or a hub dataset.
+
+Returns plain `datasets.Dataset` objects for train and eval, and the local files read (for the manifest).
+A malformed JSON line is reported with its file and line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+
+from tuneforge.errors import TuneforgeError
+
+BUILDER_BY_SUFFIX = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+
+
+@dataclass
+class RawData:
+    train: Dataset
+    eval: Dataset | None
+    files: list[Path] = field(default_factory=list)
+
+
+def load_raw_data(
+    path: str,
+    *,
+    hub_config: str | None = None,
+    split: str = "train",
+    eval_path: str | None = None,
+    eval_fraction: float = 0.1,
+    max_samples: int | None = None,
+    seed: int = 42,
+    dedupe: bool = False,
+) -> RawData:
+    rows, files = read_rows(path, hub_config=hub_config, split=split)
+    if len(rows) == 0:
+        raise TuneforgeError(f"data {path!r} has no rows")
+    if dedupe:
+        rows = drop_duplicate_rows(rows)
+    if max_samples is not None and max_samples < len(rows):
+        rows = rows.shuffle(seed=seed).select(range(max_samples))
+    if eval_path:
+        eval_rows, eval_files = read_rows(eval_path, hub_config=hub_config, split=split)
+        return RawData(rows, eval_rows, files + eval_files)
+    if eval_fraction > 0 and len(rows) >= 2:
+        n_eval = max(1, round(len(rows) * eval_fraction))
+        parts = rows.train_test_split(test_size=n_eval, seed=seed)
+        return RawData(parts["train"], parts["test"], files)
+    return RawData(rows, None, files)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def first_occurrences(items) -> list[int]:
+    """Indices of the items that are not exact repeats of an earlier one (compared as sorted JSON)."""
+    seen: set[str] = set()
+    keep = []
+    for index, item in enumerate(items):
+        key = json.dumps(item, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            keep.append(index)
+    return keep
+
+
+def drop_duplicate_rows(rows: Dataset) -> Dataset:
+    return rows.select(first_occurrences(rows))
+
+
+def read_rows(path: str, *, hub_config: str | None, split: str) -> tuple[Dataset, list[Path]]:
+    local = Path(path).expanduser()
+    if local.is_file():
+        return read_file(local), [local]
+    if local.is_dir():
+        return read_saved_folder(local, split), []
+    if looks_local(path):
+        raise TuneforgeError(
+            f"data file not found: {path} (resolved to {local.resolve()}). Check data.path; "
+            "relative paths are read from the directory you run tuneforge in."
+        )
+    try:
+        return load_dataset(path, name=hub_config, split=split), []
+    except Exception as exc:  # the hub raises many types; the user needs the id and the reason
+        raise TuneforgeError(
+            f"could not load hub dataset {path!r} (config={hub_config}, split={split}): {exc}"
+        ) from exc
+
+
+def looks_local(path: str) -> bool:
+    """A hub id is `name` or `owner/name`; anything with a file suffix or a path prefix is meant to be a file."""
+    return (
+        Path(path).suffix.lower() in BUILDER_BY_SUFFIX
+        or path.startswith((".", "/", "~"))
+        or path.count("/") > 1
+        or "\\" in path
+    )
+
+
+def read_file(path: Path) -> Dataset:
+    suffix = path.suffix.lower()
+    builder = BUILDER_BY_SUFFIX.get(suffix)
+    if builder is None:
+        raise TuneforgeError(
+            f"{path}: unsupported file type {suffix!r}; use one of {', '.join(BUILDER_BY_SUFFIX)}"
+        )
+    delimiter = "\t" if suffix == ".tsv" else ","
+    kwargs = {"delimiter": delimiter} if suffix == ".tsv" else {}
+    try:
+        return load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    except Exception as exc:
+        # datasets' Arrow/pandas errors rarely say where: re-read the file only now, to name the line
+        if builder == "json":
+            check_json_file(path)
+        if builder == "csv":
+            check_csv_file(path, delimiter)
+        raise TuneforgeError(f"{path}: could not be read as {builder}: {exc}") from exc
+
+
+def check_json_file(path: Path) -> None:
+    """Find the exact bad line before `datasets` turns it into an opaque Arrow error."""
+    text = path.read_text(encoding="utf-8", errors="strict")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TuneforgeError(
+                f"{path}:{exc.lineno}: invalid JSON ({exc.msg}, column {exc.colno})"
+            ) from None
+        bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+        if bad is not None:
+            raise TuneforgeError(f"{path}: item {bad} of the JSON list is not an object: {rows[bad]!r:.80}")
+        return
+    read_jsonl(path)
+
+
+def check_csv_file(path: Path, delimiter: str) -> None:
+    """Name the first row whose field count differs from the header's (quoted multi-line fields allowed)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            raise TuneforgeError(f"{path}: empty file; the first line must name the columns")
+        try:
+            for row in reader:
+                if row and len(row) != len(header):
+                    raise TuneforgeError(
+                        f"{path}:{reader.line_num}: {len(row)} fields where the header has {len(header)} "
+                        f"({', '.join(header)}). Quote fields that contain '{delimiter}'."
+                    )
+        except csv.Error as exc:
+            raise TuneforgeError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSONL file; a bad line is an error that names the file and the line number."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TuneforgeError(f"{path}:{number}: invalid JSON line ({exc.msg}): {line[:80]!r}") from None
+        if not isinstance(row, dict):
+            raise TuneforgeError(f"{path}:{number}: each JSONL line must be an object, got {line[:80]!r}")
+        rows.append(row)
+    return rows
+
+
+def read_saved_folder(path: Path, split: str) -> Dataset:
+    try:
+        loaded = load_from_disk(str(path))
+    except FileNotFoundError as exc:
+        raise TuneforgeError(f"{path}: a folder must be saved with datasets' save_to_disk: {exc}") from None
+    if isinstance(loaded, DatasetDict):
+        if split not in loaded:
+            raise TuneforgeError(f"{path}: no split {split!r}; it has {', '.join(loaded)}. Set data.split.")
+        return loaded[split]
+    return loaded

@@ -1,0 +1,84 @@
+"""Prompt templates as Jinja chat templates, so training and inference render through one code path.
+
+A tokenizer that has a chat template keeps it (template: auto). A base model without one gets a
+named built-in, installed as `tokenizer.chat_template`; it is saved with the adapter, so whatever
+loads the adapter renders prompts exactly as training did. Built-ins end each assistant turn with
+the EOS token so the model learns to stop, and no generation prompt ends in a space (see encode.py's
+boundary rule).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+from tuneforge.errors import TuneforgeError
+
+BUILTIN_TEMPLATES: dict[str, str] = {
+    # For prompts that are already fully written (pre-rendered data): nothing added but the closing EOS.
+    "raw": (
+        "{% for m in messages %}{% if m['role'] == 'assistant' %}{{ m['content'] + eos_token }}"
+        "{% else %}{{ m['content'] }}{% endif %}{% endfor %}"
+    ),
+    "alpaca": (
+        "{% for m in messages %}"
+        "{% if m['role'] == 'system' %}{{ m['content'] + '\n\n' }}"
+        "{% elif m['role'] == 'user' %}{{ '### Instruction:\n' + m['content'] + '\n\n' }}"
+        "{% else %}{{ '### Response:\n' + m['content'] + eos_token + '\n\n' }}{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '### Response:\n' }}{% endif %}"
+    ),
+    "chatml": (
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] }}"
+        "{% if m['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ '<|im_end|>' }}{% endif %}{{ '\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    ),
+    "mistral": (
+        "{% for m in messages %}"
+        "{% if m['role'] == 'system' %}{{ m['content'] + '\n\n' }}"
+        "{% elif m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
+        "{% else %}{{ ' ' + m['content'] + eos_token }}{% endif %}{% endfor %}"
+    ),
+    "llama2": (  # Meta's format: every [INST] turn opens with BOS; the system prompt sits inside the first
+        "{% for m in messages %}"
+        "{% if m['role'] == 'system' %}{{ bos_token + '[INST] <<SYS>>\n' + m['content'] + '\n<</SYS>>\n\n' }}"
+        "{% elif m['role'] == 'user' %}"
+        "{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}{{ m['content'] + ' [/INST]' }}"
+        "{% else %}{{ bos_token + '[INST] ' + m['content'] + ' [/INST]' }}{% endif %}"
+        "{% else %}{{ ' ' + m['content'] + ' ' + eos_token }}{% endif %}{% endfor %}"
+    ),
+    "llama3": (
+        "{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] }}"
+        "{% if m['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ '<|eot_id|>' }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    ),
+    # Phi-2's card: "Instruct: <prompt>\nOutput:". The space before the answer belongs to the answer: a
+    # generation prompt ending in a space would be merged with the answer's first word by BPE tokenizers.
+    "phi": (
+        "{% for m in messages %}"
+        "{% if m['role'] == 'system' %}{{ 'System: ' + m['content'] + '\n' }}"
+        "{% elif m['role'] == 'user' %}{{ 'Instruct: ' + m['content'] + '\n' }}"
+        "{% else %}{{ 'Output: ' + m['content'] + eos_token + '\n' }}{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}{{ 'Output:' }}{% endif %}"
+    ),
+    "zephyr": (
+        "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + eos_token + '\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+    ),
+}
+
+
+def install_chat_template(tokenizer: PreTrainedTokenizerBase, template: str) -> str:
+    """Set the template the run uses on the tokenizer; return a short description of where it came from."""
+    if template == "auto":
+        if tokenizer.chat_template:
+            return "the tokenizer's own chat template"
+        template = "alpaca"
+    if template in BUILTIN_TEMPLATES:
+        tokenizer.chat_template = BUILTIN_TEMPLATES[template]
+        return f"built-in template {template!r}"
+    path = Path(template)
+    if not path.is_file():
+        raise TuneforgeError(f"template file not found: {template} (data.template)")
+    tokenizer.chat_template = path.read_text()
+    return f"template file {template}"

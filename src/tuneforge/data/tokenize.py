@@ -1,0 +1,140 @@
+"""Tokenize a whole split through the encoder, check every sample, then apply the length policy.
+
+Each row becomes a conversation (or a plain document) and is encoded by `encode.ChatEncoder`. Every
+sample is checked on the way: the tokens before each answer are compared with the prompt inference builds
+for that conversation, and each answer's trained tokens are decoded and compared with its text. Then
+`train.max_length` is resolved (auto: the smallest multiple of 64 covering 99% of the samples, capped at
+the model's context) and long samples are cut or dropped. Everything that happened is counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from datasets import Dataset
+from rich.progress import track
+
+from tuneforge.data.encode import IGNORE, ChatEncoder, EncodedSample
+from tuneforge.data.shapes import Message, check_messages
+from tuneforge.errors import TuneforgeError
+
+AUTO_LENGTH_STEP = 64
+AUTO_LENGTH_COVERS = 0.99
+
+
+@dataclass
+class TokenizeStats:
+    rows: int = 0
+    empty_completion: int = 0
+    truncated: int = 0
+    no_trained_tokens: int = 0
+    dropped_long: int = 0
+    dropped_short: int = 0
+    kept: int = 0
+    max_length: int = 0  # the length applied (what auto resolved to)
+    p99_length: int = 0  # untruncated length that 99% of the samples fit in
+    prompt_checked: int = 0  # samples whose prompts were compared with the inference prompts
+    prompt_mismatches: list[int] = field(default_factory=list)  # row numbers
+    answer_mismatches: list[int] = field(default_factory=list)  # row numbers
+
+
+def percentile(sorted_values: list[int], q: float) -> int:
+    """Nearest rank: the smallest value that at least a share q of the values are less than or equal to."""
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+def auto_max_length(lengths: list[int], context_length: int | None) -> int:
+    fit = -(-percentile(sorted(lengths), AUTO_LENGTH_COVERS) // AUTO_LENGTH_STEP) * AUTO_LENGTH_STEP
+    return min(fit, context_length) if context_length else fit
+
+
+def prompt_matches(encoder: ChatEncoder, messages: list[Message], sample: EncodedSample) -> bool:
+    """Training saw, before every answer, exactly the ids inference builds for that conversation."""
+    return all(
+        sample.input_ids[: answer.start] == encoder.prompt_ids(messages[: answer.turn])
+        for answer in sample.answers
+    )
+
+
+def answers_decode_exactly(encoder: ChatEncoder, sample: EncodedSample) -> bool:
+    return all(
+        encoder.decode_span(sample.input_ids, answer.start, answer.end) == answer.text
+        for answer in sample.answers
+    )
+
+
+def encode_row(
+    item: list[Message] | str, encoder: ChatEncoder, train_on: str, where: str, stats: TokenizeStats
+) -> EncodedSample | None:
+    if isinstance(item, str):
+        return encoder.encode_text(item) if item.strip() else None
+    check_messages(item, where)
+    if not item[-1]["content"].strip():
+        return None
+    sample = encoder.encode_conversation(item, train_on)
+    stats.prompt_checked += 1
+    if not prompt_matches(encoder, item, sample):
+        stats.prompt_mismatches.append(stats.rows)
+    if not answers_decode_exactly(encoder, sample):
+        stats.answer_mismatches.append(stats.rows)
+    return sample
+
+
+def tokenize_rows(
+    rows: Dataset,
+    to_sample_input: Callable[[dict], list[Message] | str],
+    encoder: ChatEncoder,
+    *,
+    max_length: int | None,
+    context_length: int | None,
+    train_on: str,
+    source: str,
+    too_long: str = "truncate",
+    min_tokens: int = 0,
+) -> tuple[Dataset, TokenizeStats]:
+    """Encode and check every row, then cut or drop samples longer than max_length (None: auto)."""
+    stats = TokenizeStats()
+    samples: list[EncodedSample] = []
+    for row in track(rows, description=f"tokenizing {source}", transient=True):
+        sample = encode_row(to_sample_input(row), encoder, train_on, f"{source} row {stats.rows}", stats)
+        stats.rows += 1
+        if sample is None:
+            stats.empty_completion += 1
+        else:
+            samples.append(sample)
+    if not samples:
+        raise TuneforgeError(f"{source}: no row has an answer to train on ({stats.rows} rows read)")
+    lengths = [len(s.input_ids) for s in samples]
+    stats.p99_length = percentile(sorted(lengths), AUTO_LENGTH_COVERS)
+    stats.max_length = max_length or auto_max_length(lengths, context_length)
+    dataset = apply_length_policy(samples, stats, too_long=too_long, min_tokens=min_tokens)
+    if stats.kept == 0:
+        raise TuneforgeError(
+            f"{source}: no row has a trainable completion after tokenization ({stats.empty_completion} empty, "
+            f"{stats.no_trained_tokens} cut off by train.max_length={stats.max_length})"
+        )
+    return dataset, stats
+
+
+def apply_length_policy(
+    samples: list[EncodedSample], stats: TokenizeStats, *, too_long: str, min_tokens: int
+) -> Dataset:
+    out: dict[str, list] = {"input_ids": [], "labels": [], "length": [], "truncated": []}
+    limit = stats.max_length
+    for sample in samples:
+        cut = len(sample.input_ids) > limit
+        if (cut and too_long == "drop") or len(sample.input_ids) < min_tokens:
+            stats.dropped_long += cut
+            stats.dropped_short += not cut
+            continue
+        stats.truncated += cut
+        ids, labels = sample.input_ids[:limit], sample.labels[:limit]
+        if all(label == IGNORE for label in labels):
+            stats.no_trained_tokens += 1
+            continue
+        for key, value in (("input_ids", ids), ("labels", labels), ("length", len(ids)), ("truncated", cut)):
+            out[key].append(value)
+    stats.kept = len(out["input_ids"])
+    return Dataset.from_dict(out)

@@ -1,0 +1,136 @@
+"""Load a tokenizer and a base model (hub id or local folder), optionally quantized, on this process's device.
+
+Also builds the architecture alone on the meta device (no weights read or allocated), which the LoRA
+target resolver and the planner use.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from accelerate import init_empty_weights
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel
+
+from tuneforge.config.schema import ModelConfig, QuantConfig
+from tuneforge.errors import TuneforgeError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name != "auto":
+        return DTYPES[name]
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32  # bf16 matmuls on CPU are slow or unsupported
+
+
+def process_device() -> torch.device:
+    """The device this process computes on: cuda:LOCAL_RANK with CUDA (torchrun and accelerate set one
+    LOCAL_RANK per process), else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def check_model_source(name_or_path: str) -> None:
+    path = Path(name_or_path).expanduser()
+    if name_or_path.startswith((".", "/", "~")) and not path.exists():
+        raise TuneforgeError(f"model folder not found: {name_or_path} (model.name_or_path)")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise TuneforgeError(
+            f"{name_or_path}: no config.json; model.name_or_path must be a transformers model folder"
+        )
+
+
+def load_tokenizer(model: ModelConfig):
+    check_model_source(model.name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code
+        )
+    except OSError as exc:  # not on the hub, no network, gated repo: the reason is in the message
+        raise TuneforgeError(
+            f"could not load the tokenizer of {model.name_or_path!r} (model.name_or_path): {exc}"
+        ) from exc
+    if tokenizer.pad_token is None:
+        # Safe here: labels are built before padding and padded by position with -100, so EOS keeps its loss.
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def quantization_config(quant: QuantConfig, compute_dtype: torch.dtype) -> BitsAndBytesConfig | None:
+    if quant.mode == "none":
+        return None
+    if quant.mode == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant.quant_type,
+        bnb_4bit_use_double_quant=quant.double_quant,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def load_base_model(model: ModelConfig, quant: QuantConfig) -> tuple[PreTrainedModel, torch.dtype]:
+    """The base weights; quantized ones are placed on this process's device, others stay where they load."""
+    check_model_source(model.name_or_path)
+    dtype = resolve_dtype(model.dtype)
+    compute = dtype if quant.compute_dtype == "auto" else DTYPES[quant.compute_dtype]
+    kwargs = {}
+    if quant.mode != "none" and torch.cuda.is_available():
+        kwargs["device_map"] = {"": process_device().index}
+    if model.attn_implementation != "auto":
+        kwargs["attn_implementation"] = model.attn_implementation
+    base = AutoModelForCausalLM.from_pretrained(
+        model.name_or_path,
+        revision=model.revision,
+        dtype=dtype,
+        trust_remote_code=model.trust_remote_code,
+        quantization_config=quantization_config(quant, compute),
+        **kwargs,
+    )
+    if quant.mode == "4bit":
+        keep_standard_4bit_layout(base)
+    return base, dtype
+
+
+def keep_standard_4bit_layout(model: nn.Module) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for AVX512-BF16 CPUs.
+
+    bitsandbytes 0.50 repacks a Linear4bit's weight into a CPU-specific layout the first time the layer runs
+    on such a CPU in eval mode without grad (the evaluation before training), and keeps it. Its matmul on
+    that layout has no backward through the layer's input, so every later training step computes wrong LoRA
+    gradients (step-1 gradient norm half the true one), and layers whose width is not a multiple of 32 fail
+    ("N must be divisible by block_n"). The layer's own switch keeps the standard layout on every CPU.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def architecture(model: ModelConfig) -> PreTrainedModel:
+    """The model's modules on the meta device: names and shapes, no weights downloaded or allocated."""
+    check_model_source(model.name_or_path)
+    hf_config = AutoConfig.from_pretrained(
+        model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code
+    )
+    return meta_model(hf_config, model.trust_remote_code)
+
+
+def meta_model(hf_config, trust_remote_code: bool = False) -> PreTrainedModel:
+    with init_empty_weights():
+        return AutoModelForCausalLM.from_config(hf_config, trust_remote_code=trust_remote_code)
+
+
+def context_length(hf_config) -> int | None:
+    """The longest sequence the model was built for, where its config says so."""
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(hf_config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

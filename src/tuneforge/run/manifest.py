@@ -1,0 +1,85 @@
+"""manifest.json: what a run was made from (versions, data checksums, seed, hardware, git commit) and when."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+PACKAGES = (
+    "tuneforge",
+    "torch",
+    "transformers",
+    "peft",
+    "datasets",
+    "accelerate",
+    "bitsandbytes",
+    "tokenizers",
+    "trl",
+)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def git_commit(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def hardware() -> dict:
+    info = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def read_manifest(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_manifest(path: Path, fields: dict) -> None:
+    existing = read_manifest(path)
+    existing.update(fields)
+    path.write_text(json.dumps(existing, indent=2, default=str) + "\n")
+
+
+def start_fields(file_hashes: dict[Path, str], rows: dict[str, int], seed: int) -> dict:
+    return {
+        "status": "running",
+        "started": now(),
+        "versions": package_versions(),
+        "data_files": [
+            {"path": str(p), "sha256": h, "bytes": p.stat().st_size} for p, h in file_hashes.items()
+        ],
+        "rows": rows,
+        "seed": seed,
+        "git_commit": git_commit(Path.cwd()),
+        "hardware": hardware(),
+        "command": sys.argv,
+    }

@@ -1,0 +1,163 @@
+"""Property tests of the one prompt encoder over random conversations, single- and multi-turn.
+
+Tokenizers: stories260K's SentencePiece and the real GPT-2 BPE (from ../shared, skipped without it), a tiny
+Qwen2-style tokenizer with its own chatml template, and a SentencePiece-style Metaspace BPE built here (so the
+leading-space case runs without ../shared). For every answer of every conversation:
+
+- the trained ids decode to exactly the answer as the template renders it (content + EOS for these
+  templates): no invented leading space, nothing lost;
+- the ids before the answer equal the prompt inference builds, checked against transformers' own
+  `apply_chat_template(..., add_generation_prompt=True, tokenize=True)`;
+- where either fails, it is the documented boundary rule (the tokenizer merged across the answer's edge),
+  and the sample is one that preflight counts.
+"""
+
+import pytest
+from conftest import needs_shared
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer
+
+from tuneforge.data.encode import IGNORE, ChatEncoder
+from tuneforge.data.templates import install_chat_template
+from tuneforge.data.tokenize import answers_decode_exactly, prompt_matches
+
+# Letters, digits, punctuation, whitespace runs and characters outside every tiny vocabulary (byte fallback).
+ALPHABET = "abcdefghijklmnopqrstuvwxyzABCXYZ0123456789 .,:;!?'\"-_/()#*=+[]{}\n\t" + "éüß中文😀"
+content = st.text(ALPHABET, min_size=1, max_size=30).filter(str.strip)
+
+
+@st.composite
+def conversations(draw):
+    turns = draw(st.integers(1, 3))
+    messages = [{"role": "system", "content": draw(content)}] if draw(st.booleans()) else []
+    for _ in range(turns):
+        messages += [
+            {"role": "user", "content": draw(content)},
+            {"role": "assistant", "content": draw(content)},
+        ]
+    return messages
+
+
+def reference_prompt(tokenizer, encoder: ChatEncoder, messages) -> list[int]:
+    """What a plain transformers user feeds the model: the chat template's own tokenization, plus the BOS
+    the tokenizer adds to any text unless the template wrote it."""
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    return [tokenizer.bos_token_id, *ids] if encoder.adds_bos and ids[:1] != [tokenizer.bos_token_id] else ids
+
+
+def boundary_merged(encoder: ChatEncoder, messages, turn_index: int) -> bool:
+    """The tokenizer tokenizes the text before this answer differently once the answer follows it: a token
+    straddles the boundary, or the prompt's last characters tokenize differently on their own."""
+    text, spans = encoder.answer_spans(messages)
+    start = next(first for turn, first, _ in spans if turn == turn_index)
+    whole = encoder.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    before = [i for i, (_, end) in zip(whole["input_ids"], whole["offset_mapping"]) if end <= start]
+    straddles = any(s < start < e for s, e in whole["offset_mapping"])
+    return straddles or before != encoder.tokenizer(text[:start], add_special_tokens=False)["input_ids"]
+
+
+def answer_merged(encoder: ChatEncoder, messages, turn_index: int) -> bool:
+    text, spans = encoder.answer_spans(messages)
+    first, end = next((a, b) for turn, a, b in spans if turn == turn_index)
+    offsets = encoder.tokenizer(text[: spans[-1][2]], add_special_tokens=False, return_offsets_mapping=True)
+    return any(s < first < e or s < end < e for s, e in offsets["offset_mapping"])
+
+
+def check_conversation(tokenizer, messages, content_plus_eos: bool) -> None:
+    encoder = ChatEncoder(tokenizer)
+    sample = encoder.encode_conversation(messages)
+    text, spans = encoder.answer_spans(messages)
+    assert len(sample.answers) == len(spans) == sum(m["role"] == "assistant" for m in messages)
+    for answer, (_, first, end) in zip(sample.answers, spans):
+        rendered = text[first:end]
+        if content_plus_eos:
+            assert rendered == messages[answer.turn]["content"] + tokenizer.eos_token
+        decoded = encoder.decode_span(sample.input_ids, answer.start, answer.end)
+        if decoded != rendered:
+            assert answer_merged(encoder, messages, answer.turn), (decoded, rendered)
+        trained = [i for i, label in zip(sample.input_ids, sample.labels) if label != IGNORE]
+        assert sample.labels[answer.start : answer.end] == sample.input_ids[answer.start : answer.end]
+        assert set(sample.input_ids[answer.start : answer.end]) <= set(trained)
+        inference = encoder.prompt_ids(messages[: answer.turn])
+        assert inference == reference_prompt(tokenizer, encoder, messages[: answer.turn])
+        if sample.input_ids[: answer.start] != inference:
+            assert boundary_merged(encoder, messages, answer.turn)
+    # preflight counts exactly the samples where either property fails
+    prompts_ok = all(
+        sample.input_ids[: a.start] == encoder.prompt_ids(messages[: a.turn]) for a in sample.answers
+    )
+    assert prompt_matches(encoder, messages, sample) == prompts_ok
+    decoded_ok = all(
+        encoder.decode_span(sample.input_ids, a.start, a.end) == text[f:e]
+        for a, (_, f, e) in zip(sample.answers, spans)
+    )
+    assert answers_decode_exactly(encoder, sample) == decoded_ok
+    assert sample.labels[-1] == tokenizer.eos_token_id, "the final answer ends with its trained EOS"
+
+
+PROPERTY = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture(scope="module")
+def stories260k():
+    return AutoTokenizer.from_pretrained(needs_shared("models", "stories260K"))
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    return AutoTokenizer.from_pretrained(needs_shared("models", "gpt2-tokenizer-random"))
+
+
+@pytest.mark.parametrize("template", ["alpaca", "chatml", "phi", "zephyr", "llama3"])
+@PROPERTY
+@given(messages=conversations())
+def test_sentencepiece_answers_are_the_texts_tokens(stories260k, template, messages):
+    install_chat_template(stories260k, template)
+    check_conversation(stories260k, messages, content_plus_eos=template != "phi")
+
+
+@pytest.mark.parametrize("template", ["alpaca", "chatml", "phi", "zephyr", "llama3"])
+@PROPERTY
+@given(messages=conversations())
+def test_gpt2_bpe_answers_are_the_texts_tokens(gpt2, template, messages):
+    install_chat_template(gpt2, template)
+    check_conversation(gpt2, messages, content_plus_eos=template != "phi")
+
+
+@PROPERTY
+@given(messages=conversations())
+def test_tokenizer_with_its_own_chat_template(tiny_models, messages):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models("qwen2"))
+    assert "own chat template" in install_chat_template(tokenizer, "auto")
+    check_conversation(tokenizer, messages, content_plus_eos=True)
+
+
+@pytest.mark.parametrize("template", ["alpaca", "phi"])
+@PROPERTY
+@given(messages=conversations())
+def test_metaspace_tokenizer_gets_no_invented_leading_space(metaspace_tokenizer, template, messages):
+    install_chat_template(metaspace_tokenizer, template)
+    check_conversation(metaspace_tokenizer, messages, content_plus_eos=template != "phi")
+
+
+def test_sentencepiece_answer_has_no_invented_space(stories260k):
+    """The README's own example: 'Joint pain' was trained as '▁Joint pain' when encoded apart from its prompt."""
+    install_chat_template(stories260k, "alpaca")
+    encoder = ChatEncoder(stories260k)
+    messages = [
+        {"role": "user", "content": "What are the symptoms of flu?"},
+        {"role": "assistant", "content": "Joint pain"},
+    ]
+    sample = encoder.encode_conversation(messages)
+    answer = sample.answers[-1]
+    assert encoder.decode_span(sample.input_ids, answer.start, answer.end) == "Joint pain</s>"
+    assert stories260k.convert_ids_to_tokens(sample.input_ids[answer.start])[0] != "▁"
+    whole = stories260k(encoder.render(messages, add_generation_prompt=False), add_special_tokens=False)[
+        "input_ids"
+    ]
+    assert sample.input_ids[1:] == whole[: len(sample.input_ids) - 1], "the ids are the whole text's tokens"
