@@ -70,9 +70,9 @@ def child(contender: str, model_dir: Path, smoke: bool) -> dict:
     import torch
     from transformers import TrainerCallback
 
-    from tuneforge.config import LoraConfig, ModelConfig, QuantConfig, TrainConfig
-    from tuneforge.modeling import build_model as build_tuneforge_model
-    from tuneforge.training import build_trainer, training_arguments
+    from tuneforge.config.schema import LoraConfig, ModelConfig, QuantConfig, TrainConfig
+    from tuneforge.model.build import build_model as build_tuneforge_model
+    from tuneforge.train.trainer import build_trainer, training_arguments
 
     s = shapes(smoke)
     quant = QuantConfig(mode="4bit" if contender.endswith("qlora") else "none")

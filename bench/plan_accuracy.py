@@ -33,7 +33,7 @@ def build_model(out: Path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tuneforge.tiny_model import build_tokenizer
+    from tuneforge_dev.tiny_model import build_tokenizer
 
     tokenizer = build_tokenizer("llama", 1024)
     config = LlamaConfig(
@@ -62,7 +62,7 @@ def write_rows(out: Path) -> Path:
 
 
 def run_config(model_dir: Path, data: Path, case: dict):
-    from tuneforge.config_loading import validate_config
+    from tuneforge.config.loading import validate_config
 
     raw = {
         "model": {"name_or_path": str(model_dir)},
@@ -92,12 +92,13 @@ def child(name: str, model_dir: Path, data: Path) -> dict:
     import torch
     from rich.console import Console
 
-    from tuneforge.finetune import run_finetune
-    from tuneforge.plan import GPU_RUNTIME_BYTES, make_plan
+    from tuneforge.model.plan import GPU_RUNTIME_BYTES, Setup, make_plan
+    from tuneforge.train.sft import run_finetune
 
     config = run_config(model_dir, data, CASES[name])
     device = "H100-80GB" if torch.cuda.is_available() else "cpu"
-    predicted = make_plan(config, device).total_gib
+    setup = Setup(config.model, config.quant, config.lora, config.train)
+    predicted = make_plan(setup, config.train.max_length, device).total_gib
     run_finetune(config, Path(tempfile.mkdtemp()) / name, console=Console(quiet=True))
     if torch.cuda.is_available():
         measured = (torch.cuda.max_memory_allocated() + GPU_RUNTIME_BYTES) / 1024**3

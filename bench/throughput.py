@@ -158,10 +158,10 @@ def trl_default(model_dir: Path, train: Path):
 
 def tuneforge_path(model_dir: Path, train: Path, packing: bool = False):
     """tuneforge's own stages with the settings `tuneforge train` uses by default on CPU."""
-    from tuneforge.config import DataConfig, LoraConfig, ModelConfig, QuantConfig, TrainConfig
-    from tuneforge.data import prepare_data
-    from tuneforge.modeling import build_model
-    from tuneforge.training import build_trainer, training_arguments
+    from tuneforge.config.schema import DataConfig, LoraConfig, ModelConfig, QuantConfig, TrainConfig
+    from tuneforge.data.prepare import prepare_data
+    from tuneforge.model.build import build_model
+    from tuneforge.train.trainer import build_trainer, training_arguments
 
     lora = LoraConfig(r=16, alpha=32, dropout=0.05)
     bundle = build_model(ModelConfig(name_or_path=str(model_dir)), QuantConfig(), lora, False)

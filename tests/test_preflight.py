@@ -67,15 +67,17 @@ def test_double_bos_from_the_template(tmp_path, tokenizer):
     assert "start with BOS twice" in failed(data)["double_bos"]
 
 
-def test_answer_lost_to_truncation(tmp_path, tokenizer):
-    rows = [*ROWS, {"prompt": "word " * 80, "completion": "never seen"}]
+def test_answers_lost_to_truncation(tmp_path, tokenizer):
+    rows = [*ROWS, *[{"prompt": "word " * 80, "completion": "never seen"}] * 2]
     data = prepare(tmp_path, tokenizer, rows=rows, max_length=48)
-    assert "cut off by train.max_length=48" in failed(data)["trained_tokens"]
+    message = failed(data)["truncation"]
+    assert "2 of 22 samples (9.1%) are cut" in message and "2 of them lost their whole answer" in message
+    assert data.train_stats.kept == 20
 
 
 def test_empty_answer(tmp_path, tokenizer):
     data = prepare(tmp_path, tokenizer, rows=[*ROWS, {"prompt": "say nothing", "completion": "  "}])
-    assert "1 with an empty answer" in failed(data)["trained_tokens"]
+    assert "1 rows have an empty answer" in failed(data)["trained_tokens"]
 
 
 def test_too_many_samples_truncated_and_the_fix_is_proposed(tmp_path, tokenizer):
@@ -83,7 +85,7 @@ def test_too_many_samples_truncated_and_the_fix_is_proposed(tmp_path, tokenizer)
     data = prepare(tmp_path, tokenizer, rows=rows, max_length=48)
     message = failed(data)["truncation"]
     fits = -(-data.train_stats.p99_length // 64) * 64
-    assert "more than the allowed 5%" in message and f"train.max_length: {fits}" in message
+    assert "More than the allowed 5%" in message and f"train.max_length: {fits}" in message
     assert data.train_stats.p99_length > 48
     allowed = prepare(
         tmp_path, tokenizer, rows=rows, max_length=48, preflight={"max_truncated_fraction": 0.9}

@@ -94,8 +94,7 @@ class PreflightConfig(Section):
         description="Every answer ends with a trained EOS token: the template writes eos_token after it.",
     )
     trained_tokens: Severity = Field(
-        "error",
-        description="No sample is left with nothing to train (empty answer, or cut off by max_length).",
+        "error", description="No row has an empty answer (nothing to train; such rows are left out)."
     )
     double_bos: Severity = Field("error", description="No sample starts with two BOS tokens.")
     prompt_match: Severity = Field(
@@ -106,7 +105,11 @@ class PreflightConfig(Section):
     answer_tokens: Severity = Field(
         "error", description="The trained tokens of each answer decode to exactly the answer's rendered text."
     )
-    truncation: Severity = Field("error", description="At most max_truncated_fraction of samples are cut.")
+    truncation: Severity = Field(
+        "error",
+        description="At most max_truncated_fraction of samples are cut by max_length (counting those that lose "
+        "their whole answer and are left out).",
+    )
     overlap: Severity = Field("warn", description="Evaluation samples that also occur in training.")
     max_truncated_fraction: float = Field(
         0.05, ge=0, le=1, description="Allowed share of samples cut by max_length."
@@ -256,7 +259,6 @@ class TrainConfig(Section):
         True, description="Measure held-out loss before the first step (baseline)."
     )
     seed: int = Field(42, description="Seed for initialisation, dropout and data order.")
-
 
     @field_validator("max_length")
     @classmethod

@@ -83,7 +83,9 @@ class ChatEncoder:
                 messages, tokenize=False, add_generation_prompt=add_generation_prompt
             )
         except TemplateError as exc:
-            raise TuneforgeError(f"the chat template cannot render this conversation: {exc} (data.template)") from exc
+            raise TuneforgeError(
+                f"the chat template cannot render this conversation: {exc} (data.template)"
+            ) from exc
 
     def prompt_ids(self, messages: list[Message]) -> list[int]:
         """The ids generation feeds the model for a conversation whose next turn is the assistant's."""

@@ -40,14 +40,12 @@ def check_eos(train: Dataset, eos_id: int) -> tuple[bool, str]:
 
 
 def check_trained_tokens(stats: TokenizeStats) -> tuple[bool, str]:
-    lost = stats.empty_completion + stats.no_trained_tokens
-    if lost:
+    if stats.empty_completion:
         return False, (
-            f"{lost} rows have nothing to train ({stats.empty_completion} with an empty answer, "
-            f"{stats.no_trained_tokens} whose answer is cut off by train.max_length={stats.max_length}); they were "
-            "dropped. Clean the data, raise train.max_length, or set data.preflight.trained_tokens: warn."
+            f"{stats.empty_completion} rows have an empty answer: nothing to train, so they were left out. "
+            "Clean the data, or set data.preflight.trained_tokens: warn."
         )
-    return True, "every sample has trained tokens"
+    return True, "every row has an answer to train on"
 
 
 def check_double_bos(train: Dataset, bos_id: int | None) -> tuple[bool, str]:
@@ -97,10 +95,12 @@ def check_answer_tokens(stats: TokenizeStats) -> tuple[bool, str]:
 def check_truncation(stats: TokenizeStats, allowed: float) -> tuple[bool, str]:
     share = stats.truncated / max(stats.rows, 1)
     summary = f"{stats.truncated} of {stats.rows} samples ({share:.1%}) are cut at train.max_length={stats.max_length}"
+    if stats.no_trained_tokens:
+        summary += f"; {stats.no_trained_tokens} of them lost their whole answer and were left out"
     if share > allowed:
         fits = -(-stats.p99_length // AUTO_LENGTH_STEP) * AUTO_LENGTH_STEP
         return False, (
-            f"{summary}, more than the allowed {allowed:.0%}: cut answers teach the model to stop mid-sentence "
+            f"{summary}. More than the allowed {allowed:.0%}: cut answers teach the model to stop mid-sentence "
             f"without EOS. Set train.max_length: {fits} (covers 99% of samples) or auto, or raise "
             "data.preflight.max_truncated_fraction."
         )
