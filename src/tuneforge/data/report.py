@@ -36,7 +36,7 @@ def show_data(console: Console, data: PreparedData, tokenizer, requested_length:
     )
     table.add_row("dropped: empty completion", str(stats.empty_completion))
     table.add_row(f"truncated to {stats.max_length}", str(stats.truncated))
-    table.add_row("dropped: nothing left to train", str(stats.no_trained_tokens))
+    table.add_row("dropped: answer cut off by max_length", str(stats.no_trained_tokens))
     table.add_row(
         "dropped: length filters", f"{stats.dropped_long} too long, {stats.dropped_short} too short"
     )

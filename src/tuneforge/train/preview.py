@@ -67,7 +67,7 @@ def data_report(config: RunConfig) -> tuple[PreparedData, dict, object]:
         "truncated": stats.truncated,
         "dropped": {
             "empty_answer": stats.empty_completion,
-            "nothing_left_to_train": stats.no_trained_tokens,
+            "answer_cut_off_by_max_length": stats.no_trained_tokens,
             "longer_than_max_length": stats.dropped_long,
             "shorter_than_min_tokens": stats.dropped_short,
         },
