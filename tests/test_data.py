@@ -83,6 +83,16 @@ def test_template_without_eos_trains_no_invented_eos(llama_tokenizer):
     assert tok.decode([i for i, x in zip(sample.input_ids, sample.labels) if x != IGNORE]) == "wc -l a.txt\n"
 
 
+def test_an_eos_string_inside_an_answer_does_not_end_it(llama_tokenizer):
+    """Only the EOS the template writes after the content ends an answer; one quoted inside is content."""
+    tok = llama_tokenizer
+    install_chat_template(tok, "alpaca")
+    answer = "close the tag with </s> then run it"
+    sample = ChatEncoder(tok).encode_conversation([QA[0], {"role": "assistant", "content": answer}])
+    trained = tok.decode([i for i, x in zip(sample.input_ids, sample.labels) if x != IGNORE])
+    assert trained == answer + "</s>" and sample.answers[-1].text == answer + "</s>"
+
+
 def test_template_that_writes_bos_gets_no_second_bos(llama_tokenizer):
     tok = llama_tokenizer
     tok.chat_template = "{{ bos_token }}" + BUILTIN_TEMPLATES["mistral"]

@@ -135,6 +135,30 @@ def test_rows_without_the_answer_column_and_plain_prompt_rows(quick_run, tmp_pat
         prompts_from_file(write_jsonl(tmp_path / "c.jsonl", [{"question": "q"}]), data, "prompt_completion")
 
 
+def test_mix_runs_read_rows_with_the_matching_source(tmp_path):
+    """A data.mix source with an automatic shape still prompts rows that lack the answer column."""
+    from tuneforge.config.schema import DataConfig
+
+    data = DataConfig(
+        mix=[
+            {"path": "chat.jsonl", "format": "messages"},
+            {
+                "path": "d.jsonl",
+                "prompt_format": "Summarize: {dialogue}",
+                "columns": {"completion": "summary"},
+            },
+        ],
+        system_prompt="Be brief.",
+    )
+    rows = prompts_from_file(write_jsonl(tmp_path / "d.jsonl", [{"dialogue": "hi"}]), data, None)
+    assert rows[0].messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Summarize: hi"},
+    ]
+    with pytest.raises(Exception, match=r"messages or conversations or instruction or dialogue"):
+        prompts_from_file(write_jsonl(tmp_path / "q.jsonl", [{"question": "q"}]), data, None)
+
+
 def test_messages_rows_are_prompted_up_to_their_last_answer(quick_run, tmp_path):
     data = quick_run.config.data.model_copy(update={"format": "messages"})
     chat = [{"role": "user", "content": "count a.txt"}, {"role": "assistant", "content": "wc -l a.txt"}]

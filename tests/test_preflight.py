@@ -103,6 +103,17 @@ SPACE_TEMPLATE = (
 ANSWERS = [{"prompt": f"show lines of f{i}.txt", "completion": f"the lines of f{i}.txt"} for i in range(20)]
 
 
+def test_truncation_advice_respects_the_models_context(tmp_path, tokenizer):
+    rows = [{"prompt": "go", "completion": "word " * 60} for _ in range(10)] + ROWS
+    path = write_jsonl(tmp_path / "rows.jsonl", rows)
+    data = prepare_data(DataConfig(path=str(path), eval_fraction=0), tokenizer, None, context_length=48)
+    message = failed(data)["truncation"]
+    assert (
+        data.max_length == 48 and "the model's context is 48" in message and "data.too_long: drop" in message
+    )
+    assert "train.max_length:" not in message, "no advice to use a length the model cannot take"
+
+
 def test_generation_prompt_ending_in_a_space_fails_prompt_match(tmp_path, tokenizer):
     # In the conversation 'A: ' + 'the' is tokenized 'A', ':', 'Ġthe'; at inference the prompt ends in 'Ġ'.
     template = template_file(tmp_path, SPACE_TEMPLATE)

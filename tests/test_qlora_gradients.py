@@ -45,6 +45,9 @@ def lora_gradients(model, batch) -> dict[str, torch.Tensor]:
 
 def qlora_and_reference(llama_dir, monkeypatch, cpu_path: bool):
     monkeypatch.setattr("bitsandbytes.nn.modules.has_avx512bf16", lambda: cpu_path)
+    assert bnb.nn.Linear4bit(32, 32).support_avx512bf16_for_cpu is cpu_path, (
+        "bitsandbytes takes the forced path"
+    )
     monkeypatch.setattr("tuneforge.model.build.load_tokenizer", lambda model: None)  # weights only
     lora = LoraConfig(r=4, alpha=8, dropout=0.0, target_modules="all-linear")
     quantized = build_model(

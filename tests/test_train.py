@@ -79,13 +79,14 @@ def reference_generation(run_dir, prompt: str, max_new_tokens: int) -> str:
 
 
 def test_generate_cli_reads_the_run(finished_run, tmp_path):
-    expected = reference_generation(finished_run.run_dir, "delete a.txt", max_new_tokens=8)
-    assert expected, "the reference model generates something before EOS"
+    # A prompt the reference model answers with at least one token, so an empty output cannot pass.
+    prompt, expected = next(
+        (p, text)
+        for p in ("delete a.txt", "count the lines in b.txt", "list the files in /tmp", "show c.log")
+        if (text := reference_generation(finished_run.run_dir, p, max_new_tokens=8))
+    )
     prompts = tmp_path / "in.jsonl"
-    rows = [
-        {"prompt": "delete a.txt", "completion": expected},
-        {"prompt": "delete a.txt", "completion": "rm a.txt"},
-    ]
+    rows = [{"prompt": prompt, "completion": expected}, {"prompt": prompt, "completion": expected + " x"}]
     prompts.write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "out.jsonl"
     args = ["generate", str(finished_run.run_dir), "--input", str(prompts), "--output", str(out)]
@@ -93,9 +94,8 @@ def test_generate_cli_reads_the_run(finished_run, tmp_path):
     assert result.exit_code == 0, result.output
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["generation"] for row in written] == [expected, expected], "the run's adapter and prompt"
-    assert written[0]["prompt"] == "delete a.txt" and written[1]["completion"] == "rm a.txt"
-    score = "exact match: 50.0% of 2" if expected != "rm a.txt" else "exact match: 100.0% of 2"
-    assert score in result.output
+    assert written[0]["prompt"] == prompt and written[1]["completion"] == expected + " x"
+    assert "exact match: 50.0% of 2" in result.output
 
 
 def test_qlora_nf4_double_quant_trains_on_cpu(tiny_models, demo_files, tmp_path):

@@ -21,7 +21,7 @@ from tuneforge import __version__
 from tuneforge.config.schema import DataConfig
 from tuneforge.data.tokenize import TokenizeStats
 
-CACHE_FORMAT = 2  # bump when encode.py or tokenize.py change what they produce
+CACHE_FORMAT = 3  # bump when encode.py or tokenize.py change what they produce
 
 
 def cache_root() -> Path:

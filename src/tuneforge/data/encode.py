@@ -23,7 +23,7 @@ prompt; preflight `prompt_match` counts such samples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
@@ -48,6 +48,7 @@ class AnswerSpan:
     start: int
     end: int
     text: str  # the answer as rendered: its content plus what the template writes with it (EOS)
+    merged: str = ""  # prompt characters the tokenizer merged into the answer's first token (boundary rule)
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,6 @@ class EncodedSample:
     input_ids: list[int]
     labels: list[int]
     answers: tuple[AnswerSpan, ...] = ()
-
-    @property
-    def prompt_len(self) -> int:
-        """Tokens before the final answer: the prompt inference builds for this conversation."""
-        return self.answers[-1].start if self.answers else 0
 
 
 class ChatEncoder:
@@ -104,13 +100,14 @@ class ChatEncoder:
             while token < len(ids) and offsets[token][1] <= first_char:
                 token += 1
             start = token  # a token that straddles the boundary holds answer characters: it is trained
+            merged = text[min(offsets[start][0], first_char) : first_char] if start < len(ids) else ""
             while token < len(ids) and offsets[token][0] < end_char:
                 token += 1
             labels[start:token] = ids[start:token]
-            answers.append(AnswerSpan(turn, start, token, text[first_char:end_char]))
+            answers.append(AnswerSpan(turn, start, token, text[first_char:end_char], merged))
         if self._needs_bos(ids):
             ids, labels = self._bos() + ids, [IGNORE] + labels
-            answers = [AnswerSpan(a.turn, a.start + 1, a.end + 1, a.text) for a in answers]
+            answers = [replace(a, start=a.start + 1, end=a.end + 1) for a in answers]
         return EncodedSample(ids, labels, tuple(answers))
 
     def encode_text(self, text: str) -> EncodedSample:
@@ -138,7 +135,9 @@ class ChatEncoder:
             if spans and len(prompt) < spans[-1][2]:
                 raise TuneforgeError(NOT_PREFIX)
             answer = upto[len(prompt) :]
-            eos_at = answer.rfind(eos)
+            # The EOS the template writes after the content, not an EOS string inside the content itself.
+            content_at = answer.find(turn["content"])
+            eos_at = answer.find(eos, content_at + len(turn["content"]) if content_at >= 0 else 0)
             length = eos_at + len(eos) if eos_at >= 0 else len(answer)
             spans.append((index, len(prompt), len(prompt) + length))
         return text, spans

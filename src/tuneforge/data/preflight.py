@@ -97,14 +97,22 @@ def check_truncation(stats: TokenizeStats, allowed: float) -> tuple[bool, str]:
     summary = f"{stats.truncated} of {stats.rows} samples ({share:.1%}) are cut at train.max_length={stats.max_length}"
     if stats.no_trained_tokens:
         summary += f"; {stats.no_trained_tokens} of them lost their whole answer and were left out"
-    if share > allowed:
-        fits = -(-stats.p99_length // AUTO_LENGTH_STEP) * AUTO_LENGTH_STEP
+    if share <= allowed:
+        return True, summary
+    problem = (
+        f"{summary}. More than the allowed {allowed:.0%}: cut answers teach the model to stop mid-sentence"
+    )
+    fits = -(-stats.p99_length // AUTO_LENGTH_STEP) * AUTO_LENGTH_STEP
+    if stats.context_length and fits > stats.context_length:
         return False, (
-            f"{summary}. More than the allowed {allowed:.0%}: cut answers teach the model to stop mid-sentence "
-            f"without EOS. Set train.max_length: {fits} (covers 99% of samples) or auto, or raise "
+            f"{problem}. 99% of samples need {fits} tokens but the model's context is {stats.context_length}: "
+            "set data.too_long: drop to leave the longest out, shorten the data, or raise "
             "data.preflight.max_truncated_fraction."
         )
-    return True, summary
+    return False, (
+        f"{problem}. Set train.max_length: {fits} (covers 99% of samples) or auto, or raise "
+        "data.preflight.max_truncated_fraction."
+    )
 
 
 def check_overlap(train: Dataset, eval_set: Dataset | None) -> tuple[bool, str]:

@@ -20,8 +20,8 @@ def length_line(data: PreparedData, requested: int | None) -> str:
 
 
 def show_data(console: Console, data: PreparedData, tokenizer, requested_length: int | None) -> None:
-    lengths = sorted(data.train["length"])
     stats = data.train_stats
+    lengths = sorted(stats.lengths)
     table = Table(title="data", show_header=False)
     table.add_row("shape", data.format)
     table.add_row("template", data.template_source)
@@ -32,7 +32,8 @@ def show_data(console: Console, data: PreparedData, tokenizer, requested_length:
     table.add_row("eval rows", f"{data.eval_stats.kept:,}" if data.eval_stats else "none")
     table.add_row("max_length", length_line(data, requested_length))
     table.add_row(
-        "tokens p50 / p95 / max", f"{percentile(lengths, 0.5)} / {percentile(lengths, 0.95)} / {lengths[-1]}"
+        "tokens p50 / p95 / max (before the cut)",
+        f"{percentile(lengths, 0.5)} / {percentile(lengths, 0.95)} / {lengths[-1]}",
     )
     table.add_row("dropped: empty completion", str(stats.empty_completion))
     table.add_row(f"truncated to {stats.max_length}", str(stats.truncated))

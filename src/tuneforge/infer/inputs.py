@@ -70,15 +70,31 @@ def run_views(data: DataConfig, trained_format: str | None) -> list[tuple[str | 
     return [(known, data)]
 
 
+def shape_of(columns: Sequence[str], known: str | None, view: DataConfig) -> str | None:
+    """The run's shape for these rows, detected as training did but with the answer column optional."""
+    if known:
+        return known
+    with_answers = [*columns, view.columns.output, view.columns.completion]
+    try:
+        return detect_format(with_answers, view)
+    except TuneforgeError:
+        return None
+
+
 def matching_view(columns: Sequence[str], data: DataConfig, trained_format: str | None):
     for known, view in run_views(data, trained_format):
-        try:
-            fmt = known or detect_format(columns, view)
-        except TuneforgeError:
-            continue
-        if fmt != "text" and all(name in columns for name in prompt_columns(fmt, view)):
+        fmt = shape_of(columns, known, view)
+        if fmt not in (None, "text") and all(name in columns for name in prompt_columns(fmt, view)):
             return fmt, view
     return None
+
+
+def expected_columns(data: DataConfig, trained_format: str | None) -> list[str]:
+    wanted = []
+    for known, view in run_views(data, trained_format):
+        shapes = [known] if known else ["messages", "sharegpt", "alpaca", "prompt_completion"]
+        wanted += [" + ".join(prompt_columns(fmt, view)) for fmt in shapes if fmt != "text"]
+    return wanted
 
 
 def prompts_from_file(path: Path, data: DataConfig, trained_format: str | None) -> list[PromptRow]:
@@ -92,10 +108,7 @@ def prompts_from_file(path: Path, data: DataConfig, trained_format: str | None) 
         return [mapped_row(row, fmt, view) for row in rows]
     if "prompt" in columns:
         return [plain_prompt(text(row["prompt"]), data, row) for row in rows]
-    wanted = sorted(
-        {c for fmt, view in run_views(data, trained_format) if fmt for c in prompt_columns(fmt, view)}
-    )
     raise TuneforgeError(
-        f"{path}: rows need the columns the run was trained on ({', '.join(wanted) or 'see data.columns'}) "
+        f"{path}: rows need the columns the run was trained on ({' or '.join(expected_columns(data, trained_format))}) "
         f"or a 'prompt' field; the file has {', '.join(columns)}"
     )

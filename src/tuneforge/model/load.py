@@ -107,6 +107,8 @@ def keep_standard_4bit_layout(model: nn.Module) -> None:
     that layout has no backward through the layer's input, so every later training step computes wrong LoRA
     gradients (step-1 gradient norm half the true one), and layers whose width is not a multiple of 32 fail
     ("N must be divisible by block_n"). The layer's own switch keeps the standard layout on every CPU.
+    Versions before 0.50 have neither the repacking nor the switch; tests/test_qlora_gradients.py checks
+    the switch exists and works on the installed version.
     """
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):

@@ -52,25 +52,39 @@ def resolve_targets(hf_config, lora: LoraConfig, trust_remote_code: bool = False
     model's linear layers."""
     model = meta_model(hf_config, trust_remote_code)
     linear_names = linear_leaf_names(model)
+    if lora.target_modules != "all-linear":
+        check_requested(model, lora.target_modules, linear_names)
     # Matching depends only on the names: DoRA and modules_to_save would only add work on the meta copy.
     matching_only = lora.model_copy(update={"dora": False, "modules_to_save": []})
-    try:
-        inject_adapter_in_model(peft_lora_config(matching_only), model, low_cpu_mem_usage=True)
-    except ValueError as exc:  # peft refuses when nothing at all matches
-        raise unmatched_error(lora.target_modules, linear_names) from exc
+    inject_adapter_in_model(peft_lora_config(matching_only), model, low_cpu_mem_usage=True)
     layers = {
         name: (module.in_features, module.out_features)
         for name, module in model.named_modules()
         if isinstance(module, LoraLayer)
     }
-    found = Counter(name.rsplit(".", 1)[-1] for name in layers)
     if lora.target_modules == "all-linear":
-        return Targets(layers, dict(sorted(found.items())))
-    per_name = {name: sum(1 for full in layers if matches(full, name)) for name in lora.target_modules}
-    unmatched = [name for name, count in per_name.items() if count == 0]
+        return Targets(layers, dict(sorted(Counter(n.rsplit(".", 1)[-1] for n in layers).items())))
+    return Targets(
+        layers, {name: sum(matches(full, name) for full in layers) for name in lora.target_modules}
+    )
+
+
+def check_requested(model: nn.Module, targets: list[str], linear_names: list[str]) -> None:
+    """Each name must match a linear layer (peft would stop at a whole block, and skip names that match
+    nothing as long as another one matches)."""
+    unmatched = []
+    for target in targets:
+        found = [m for full, m in model.named_modules() if matches(full, target)]
+        blocks = [type(m).__name__ for m in found if not isinstance(m, (nn.Linear, Conv1D, nn.Embedding))]
+        if blocks:
+            raise TuneforgeError(
+                f"lora.target_modules: {target!r} names a {blocks[0]} block, not a linear layer. "
+                f"Its linear layers are: {', '.join(linear_names)}. Or use target_modules: all-linear."
+            )
+        if not found:
+            unmatched.append(target)
     if unmatched:
         raise unmatched_error(unmatched, linear_names)
-    return Targets(layers, per_name)
 
 
 def matches(full_name: str, target: str) -> bool:
@@ -78,8 +92,8 @@ def matches(full_name: str, target: str) -> bool:
     return full_name == target or full_name.endswith(f".{target}")
 
 
-def unmatched_error(names, linear_names: list[str]) -> TuneforgeError:
-    listed = ", ".join(repr(n) for n in names) if isinstance(names, list) else repr(names)
+def unmatched_error(names: list[str], linear_names: list[str]) -> TuneforgeError:
+    listed = ", ".join(repr(n) for n in names)
     return TuneforgeError(
         f"lora.target_modules: {listed} matches no linear layer of this model. "
         f"Its linear layers are: {', '.join(linear_names)}. Or use target_modules: all-linear."

@@ -51,8 +51,8 @@ def target_matches(config: RunConfig, hf_config) -> dict[str, int]:
 def data_report(config: RunConfig) -> tuple[PreparedData, dict, object]:
     hf_config = architecture(config.model).config
     data, tokenizer = preview_data(config, hf_config)
-    lengths = sorted(data.train["length"])
     stats = data.train_stats
+    lengths = sorted(stats.lengths)  # before max_length cuts them: the data's own distribution
     report = {
         "shape": data.format,
         "template": data.template_source,
@@ -100,7 +100,7 @@ def show_report(console: Console, config: RunConfig, n: int) -> dict:
     tokens = report["tokens"]
     console.print(
         f"max_length: {length_line(data, requested_length(config))}\n"
-        "token lengths: "
+        "token lengths before the cut: "
         + ", ".join(f"{k} {v}" for k, v in tokens.items())
         + f"; cut at max_length: {report['truncated']}"
         + "; dropped: "
