@@ -138,6 +138,8 @@ def test_few_boundary_merges_are_reported_within_the_allowance(tmp_path, tokeniz
         result.passed and "1 of 200 samples" in result.message and "within the allowed 1%" in result.message
     )
     assert data.train_stats.prompt_mismatches == [199]
+    assert data.train_stats.answer_mismatches == [], "the merged answer still decodes to its text"
+    enforce(data.preflight)  # the whole preflight lets the run start
 
 
 def test_tokenizer_that_cannot_represent_the_answer_fails_answer_tokens(tmp_path):
