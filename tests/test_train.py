@@ -1,9 +1,6 @@
 """End to end on tiny local models: the run directory, refusal to overwrite, generation, QLoRA, resume."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import bitsandbytes as bnb
 import pytest
@@ -14,7 +11,6 @@ from transformers import TrainerCallback
 from typer.testing import CliRunner
 
 from tuneforge.cli import app
-from tuneforge.config.loading import config_to_yaml
 from tuneforge.run.directory import RunDir
 from tuneforge.train.sft import run_finetune
 
@@ -122,47 +118,6 @@ def test_qlora_nf4_double_quant_trains_on_cpu(tiny_models, demo_files, tmp_path)
     assert any(t.abs().sum() > 0 for t in lora_b), "LoRA B starts at zero; training must have moved it"
 
 
-KILL_AFTER_CHECKPOINT = textwrap.dedent(
-    """
-    import os, signal, sys
-    from transformers import TrainerCallback
-    from tuneforge.config.loading import load_config
-    from tuneforge.train.sft import run_finetune
-
-    class KillAfterSave(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if state.global_step == 4:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    run_finetune(load_config(sys.argv[1]), sys.argv[2], extra_callbacks=[KillAfterSave()])
-    """
-)
-
-
-def test_killed_run_resumes_to_the_same_final_step(tiny_models, demo_files, tmp_path):
-    config = quick_config(
-        tiny_models("llama"), *demo_files, train={"max_steps": 8, "save_steps": 4, "eval_steps": 4}
-    )
-    config_path = tmp_path / "resume.yaml"
-    config_path.write_text(config_to_yaml(config))
-    run_dir = tmp_path / "run"
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_CHECKPOINT, str(config_path), str(run_dir)])
-    assert killed.returncode == -9, "the training process was killed"
-    run = RunDir(run_dir)
-    assert run.latest_checkpoint().name == "checkpoint-4" and not run.adapter.exists()
-
-    refused = runner.invoke(app, ["train", str(config_path), "--output-dir", str(run_dir)])
-    assert refused.exit_code == 2 and "--resume" in refused.output
-
-    resumed = runner.invoke(app, ["train", str(config_path), "--output-dir", str(run_dir), "--resume"])
-    assert resumed.exit_code == 0, resumed.output
-    assert "resuming from" in resumed.output and "checkpoint-4" in resumed.output
-    manifest = json.loads(run.manifest.read_text())
-    assert manifest["status"] == "finished" and manifest["global_step"] == 8
-    steps = [json.loads(line)["step"] for line in run.metrics.read_text().splitlines() if '"loss"' in line]
-    assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == 8
-
-
 def test_8bit_base_trains_on_cpu(tiny_models, demo_files, tmp_path):
     config = quick_config(
         tiny_models("llama"),
@@ -183,11 +138,10 @@ def test_8bit_base_trains_on_cpu(tiny_models, demo_files, tmp_path):
 def test_resume_refuses_a_changed_config(tiny_models, demo_files, tmp_path):
     config = quick_config(tiny_models("llama"), *demo_files, train={"max_steps": 2, "save_steps": 2})
     run_finetune(config, tmp_path / "run")
-    (tmp_path / "run" / "manifest.json").unlink()  # as if killed after its last checkpoint
     changed = config.model_copy(update={"lora": config.lora.model_copy(update={"r": 8})})
     with pytest.raises(Exception, match=r"lora.r changed"):
         run_finetune(changed, tmp_path / "run", resume=True)
     longer = config.model_copy(update={"train": config.train.model_copy(update={"max_steps": 4})})
     assert run_finetune(longer, tmp_path / "run", resume=True).global_step == 4, (
-        "extending max_steps is allowed"
+        "extending max_steps of a finished run is allowed"
     )

@@ -12,6 +12,8 @@ tuneforge generate runs/quickstart --input eval.jsonl --output predictions.jsonl
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from pathlib import Path
 
 import typer
@@ -22,6 +24,7 @@ from tuneforge.errors import TuneforgeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune causal LMs with LoRA / QLoRA.")
 console = Console()
+SHOW_TRACEBACKS = {"on": False}
 
 
 def version_callback(value: bool) -> None:
@@ -35,8 +38,21 @@ def main(
     version: bool = typer.Option(
         False, "--version", callback=version_callback, is_eager=True, help="Print the version."
     ),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of any error."),
 ) -> None:
     """tuneforge: data -> template -> tokens -> (quantized) model + adapter -> training -> run directory."""
+    SHOW_TRACEBACKS["on"] = debug
+    quiet_third_party_noise()
+
+
+def quiet_third_party_noise() -> None:
+    """Lines that tell the user nothing they can act on, printed by libraries on every command."""
+    # bitsandbytes, on AVX512-BF16 CPUs: an optional kernel package it could not import.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+        lambda record: "gemm_4bit_forward" not in record.getMessage()
+    )
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft calling a renamed API
+    warnings.filterwarnings("ignore", message=".*clean_up_tokenization_spaces.*")
 
 
 @app.command()
@@ -60,7 +76,15 @@ def train(
     with user_errors():
         config = load_config(config_path, set_)
         run_dir = output_dir or Path(config.run_dir or Path("runs") / config_path.stem)
-        run_finetune(config, run_dir, resume=resume, overwrite=overwrite, console=console)
+        result = run_finetune(config, run_dir, resume=resume, overwrite=overwrite, console=console)
+        if result.interrupted:
+            again = " ".join(["tuneforge train", str(config_path), *[f"--set {s}" for s in set_]])
+            console.print(
+                f"[bold yellow]interrupted[/] ({result.interrupted}) at step {result.global_step}; a checkpoint "
+                f"holds the progress. Resume with:\n  {again} --output-dir {run_dir} --resume",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @app.command()
@@ -81,17 +105,23 @@ def generate(
         False, "--base-only", help="Use the base model without the adapter (baseline)."
     ),
     show: int = typer.Option(0, "--show", help="With --output, also print the first N rows."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow the model code a run's config asks to run."
+    ),
 ) -> None:
     """Generate with the run's model; with --input rows that hold their answer, report exact match."""
     from tuneforge.infer.generate import exact_match
     from tuneforge.infer.generate import generate as generate_texts
     from tuneforge.infer.inputs import plain_prompt, prompts_from_file
     from tuneforge.infer.load import load_run
+    from tuneforge.run.files import check_writable, write_atomically
 
     with user_errors():
         if not prompt and not input_path:
             raise TuneforgeError("nothing to generate: pass --prompt TEXT or --input FILE")
-        loaded = load_run(run_dir, base_only=base_only)
+        if output_path:
+            check_writable(output_path)  # before the work, not after it
+        loaded = load_run(run_dir, base_only=base_only, trust_remote_code=trust_remote_code)
         data = loaded.config.data
         rows = [plain_prompt(p, data) for p in prompt]
         rows += prompts_from_file(input_path, data, loaded.data_format) if input_path else []
@@ -100,7 +130,7 @@ def generate(
             lines = [
                 json.dumps({**row.row, "generation": text}, default=str) for row, text in zip(rows, texts)
             ]
-            output_path.write_text("".join(line + "\n" for line in lines))
+            write_atomically(output_path, "".join(line + "\n" for line in lines))
             console.print(f"wrote {len(rows)} rows to {output_path}")
         for row, text in list(zip(rows, texts))[: show if output_path else len(rows)]:
             expected = f"  [dim](expected: {row.reference})[/]" if row.reference is not None else ""
@@ -127,9 +157,15 @@ def data(
     with user_errors():
         config = load_config(config_path, set_)
         if as_json:
-            print(json.dumps(data_report(config)[1], indent=2))  # no rich markup: machine-readable
+            report = data_report(config)[1]
+            print(json.dumps(report, indent=2))  # no rich markup: machine-readable
         else:
-            show_report(console, config, n)
+            report = show_report(console, config, n)
+        failures = [c["check"] for c in report["preflight"] if not c["passed"] and c["severity"] == "error"]
+        if failures:  # as `tuneforge train` would stop here, so does a script that checks the exit code
+            if not as_json:
+                console.print(f"[bold red]preflight failed[/]: {', '.join(failures)}")
+            raise typer.Exit(1)
 
 
 @app.command()
@@ -163,16 +199,28 @@ def plan(
 
 
 class user_errors:  # noqa: N801 - used as a context manager, reads like a statement
-    """Print a TuneforgeError as one red message and exit 2; let real bugs keep their traceback."""
+    """Any error becomes one red message and a non-zero exit, never a traceback (`--debug` shows it):
+    2 for problems the user can fix (TuneforgeError), 1 for anything unexpected, 130 for Ctrl-C."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and issubclass(exc_type, TuneforgeError):
+        if exc_type is None or issubclass(exc_type, (typer.Exit, SystemExit)) or SHOW_TRACEBACKS["on"]:
+            return False
+        if issubclass(exc_type, TuneforgeError):
             console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
-        return False
+        if issubclass(exc_type, KeyboardInterrupt):
+            console.print("[bold yellow]interrupted[/]")
+            raise typer.Exit(130)
+        console.print(
+            f"[bold red]error:[/] {exc_type.__name__}: {exc}\nThis was not expected: rerun with "
+            "`tuneforge --debug ...` for the traceback, and report it.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

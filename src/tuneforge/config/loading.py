@@ -43,7 +43,13 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         if not isinstance(child, dict):
             raise TuneforgeError(f"--set {override!r}: {part!r} is a value, not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as exc:
+        raise TuneforgeError(
+            f"--set {override!r}: the value of {key.strip()} is not valid YAML ({exc.problem}). Close the brackets, "
+            f"or quote it: --set '{key.strip()}=\"...\"'"
+        ) from None
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
@@ -56,17 +62,33 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
         ) from None
 
 
+# Names other tools use for our keys: a typo suggestion would miss these (lora.rank looks like 'dora').
+ALIASES = {
+    "rank": "r", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "lr": "learning_rate",
+    "num_train_epochs": "epochs", "num_epochs": "epochs", "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accumulation", "max_seq_length": "max_length", "seq_len": "max_length",
+    "warmup_ratio": "warmup", "warmup_steps": "warmup", "lr_scheduler_type": "scheduler", "optim": "optimizer",
+    "model_name": "name_or_path", "model_name_or_path": "name_or_path", "dataset": "path",
+}  # fmt: skip
+
+
 def describe_error(err: dict[str, Any]) -> str:
     loc = [str(part) for part in err["loc"]]
     dotted = ".".join(loc) or "(top level)"
     if err["type"] == "extra_forbidden":
         valid = valid_keys_at(loc[:-1])
-        hint = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+        alias = ALIASES.get(loc[-1])
+        hint = [alias] if alias in valid else difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
         suggestion = f"did you mean {hint[0]!r}? " if hint else ""
         return f"unknown key {dotted!r}: {suggestion}valid keys here: {', '.join(valid)}"
     if err["type"] == "missing":
         return f"missing required key {dotted!r}"
-    return f"{dotted}: {err['msg']} (got {err.get('input')!r})"
+    quote = (
+        " (YAML read it as a mapping or list: quote the whole value)"
+        if isinstance(err.get("input"), (dict, list)) and err["type"] == "string_type"
+        else ""
+    )
+    return f"{dotted}: {err['msg']} (got {err.get('input')!r}){quote}"
 
 
 def valid_keys_at(loc: list[str]) -> list[str]:

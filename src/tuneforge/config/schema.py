@@ -30,6 +30,11 @@ class ModelConfig(Section):
     trust_remote_code: bool = Field(
         False, description="Run modelling code shipped with the checkpoint. Off by default."
     )
+    allow_pickle: bool = Field(
+        False,
+        description="Load weights stored only as pickle (pytorch_model.bin). Pickle files can run code when "
+        "loaded: enable only for files you trust, or convert them to safetensors.",
+    )
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
         "auto", description="Attention kernel; auto lets transformers pick (SDPA where available)."
     )

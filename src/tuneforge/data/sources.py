@@ -116,6 +116,8 @@ def read_file(path: Path) -> Dataset:
         )
     delimiter = "\t" if suffix == ".tsv" else ","
     kwargs = {"delimiter": delimiter} if suffix == ".tsv" else {}
+    if builder in ("json", "csv"):
+        check_utf8(path)  # Arrow accepts invalid UTF-8 in JSON strings and fails later, far from the file
     try:
         return load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except Exception as exc:
@@ -127,10 +129,24 @@ def read_file(path: Path) -> Dataset:
         raise TuneforgeError(f"{path}: could not be read as {builder}: {exc}") from exc
 
 
+def check_utf8(path: Path) -> None:
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise TuneforgeError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}). Save the file as UTF-8, for "
+            f"example: iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}"
+        ) from None
+
+
 def check_json_file(path: Path) -> None:
     """Find the exact bad line before `datasets` turns it into an opaque Arrow error."""
     text = path.read_text(encoding="utf-8", errors="strict")
     stripped = text.lstrip()
+    if not stripped or stripped.rstrip() == "[]":
+        raise TuneforgeError(f"{path}: the file has no rows")
     if stripped.startswith("["):
         try:
             rows = json.loads(text)
@@ -142,7 +158,8 @@ def check_json_file(path: Path) -> None:
         if bad is not None:
             raise TuneforgeError(f"{path}: item {bad} of the JSON list is not an object: {rows[bad]!r:.80}")
         return
-    read_jsonl(path)
+    if not read_jsonl(path):
+        raise TuneforgeError(f"{path}: the file has no rows")
 
 
 def check_csv_file(path: Path, delimiter: str) -> None:

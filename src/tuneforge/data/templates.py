@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from transformers import PreTrainedTokenizerBase
 
 from tuneforge.errors import TuneforgeError
@@ -80,5 +82,12 @@ def install_chat_template(tokenizer: PreTrainedTokenizerBase, template: str) -> 
     path = Path(template)
     if not path.is_file():
         raise TuneforgeError(f"template file not found: {template} (data.template)")
-    tokenizer.chat_template = path.read_text()
+    text = path.read_text()
+    try:
+        ImmutableSandboxedEnvironment().parse(text)
+    except TemplateSyntaxError as exc:
+        raise TuneforgeError(
+            f"{template}: line {exc.lineno}: not a valid Jinja template ({exc.message})"
+        ) from None
+    tokenizer.chat_template = text
     return f"template file {template}"

@@ -40,10 +40,36 @@ def check_model_source(name_or_path: str) -> None:
     path = Path(name_or_path).expanduser()
     if name_or_path.startswith((".", "/", "~")) and not path.exists():
         raise TuneforgeError(f"model folder not found: {name_or_path} (model.name_or_path)")
+    if path.is_file():
+        kind = "a GGUF file" if path.suffix.lower() == ".gguf" else "a file"
+        raise TuneforgeError(
+            f"{name_or_path} is {kind}; model.name_or_path must be a transformers model folder or a hub id "
+            "(for a GGUF model, give the hub id or folder of the model it was converted from)"
+        )
     if path.is_dir() and not (path / "config.json").is_file():
         raise TuneforgeError(
             f"{name_or_path}: no config.json; model.name_or_path must be a transformers model folder"
         )
+
+
+def check_weights(model: ModelConfig) -> dict:
+    """Safetensors only, unless the user opts in to pickle; returns from_pretrained's matching argument."""
+    path = Path(model.name_or_path).expanduser()
+    if not path.is_dir():  # a hub id: ask for safetensors, which the hub serves for nearly every model
+        return {} if model.allow_pickle else {"use_safetensors": True}
+    if any(path.glob("*.safetensors")):
+        return {}
+    pickles = sorted(p.name for p in (*path.glob("*.bin"), *path.glob("*.pt")))
+    if not pickles:
+        raise TuneforgeError(
+            f"{model.name_or_path} has no weights (no *.safetensors file); is the download complete?"
+        )
+    if not model.allow_pickle:
+        raise TuneforgeError(
+            f"{model.name_or_path} holds its weights only as pickle ({', '.join(pickles)}), which can run code "
+            "when loaded. Convert them to safetensors, or set model.allow_pickle: true if you trust the file."
+        )
+    return {}
 
 
 def load_tokenizer(model: ModelConfig):
@@ -79,21 +105,26 @@ def quantization_config(quant: QuantConfig, compute_dtype: torch.dtype) -> BitsA
 def load_base_model(model: ModelConfig, quant: QuantConfig) -> tuple[PreTrainedModel, torch.dtype]:
     """The base weights; quantized ones are placed on this process's device, others stay where they load."""
     check_model_source(model.name_or_path)
+    kwargs = check_weights(model)
     dtype = resolve_dtype(model.dtype)
     compute = dtype if quant.compute_dtype == "auto" else DTYPES[quant.compute_dtype]
-    kwargs = {}
     if quant.mode != "none" and torch.cuda.is_available():
         kwargs["device_map"] = {"": process_device().index}
     if model.attn_implementation != "auto":
         kwargs["attn_implementation"] = model.attn_implementation
-    base = AutoModelForCausalLM.from_pretrained(
-        model.name_or_path,
-        revision=model.revision,
-        dtype=dtype,
-        trust_remote_code=model.trust_remote_code,
-        quantization_config=quantization_config(quant, compute),
-        **kwargs,
-    )
+    try:
+        base = AutoModelForCausalLM.from_pretrained(
+            model.name_or_path,
+            revision=model.revision,
+            dtype=dtype,
+            trust_remote_code=model.trust_remote_code,
+            quantization_config=quantization_config(quant, compute),
+            **kwargs,
+        )
+    except (OSError, ValueError) as exc:  # no network, gated repo, missing or damaged files
+        raise TuneforgeError(
+            f"could not load the model {model.name_or_path!r} (model.name_or_path): {exc}"
+        ) from exc
     if quant.mode == "4bit":
         keep_standard_4bit_layout(base)
     return base, dtype
@@ -118,9 +149,14 @@ def keep_standard_4bit_layout(model: nn.Module) -> None:
 def architecture(model: ModelConfig) -> PreTrainedModel:
     """The model's modules on the meta device: names and shapes, no weights downloaded or allocated."""
     check_model_source(model.name_or_path)
-    hf_config = AutoConfig.from_pretrained(
-        model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code
-    )
+    try:
+        hf_config = AutoConfig.from_pretrained(
+            model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code
+        )
+    except (OSError, ValueError) as exc:
+        raise TuneforgeError(
+            f"could not load the config of {model.name_or_path!r} (model.name_or_path): {exc}"
+        ) from exc
     return meta_model(hf_config, model.trust_remote_code)
 
 

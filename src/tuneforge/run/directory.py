@@ -1,16 +1,21 @@
-"""The run directory: where a run's artifacts live, and the rules that keep finished work safe.
+"""The run directory: where a run's artifacts live, and the rules that keep work safe.
 
-RUN_DIR/config.yaml  manifest.json  metrics.jsonl  plots/loss.png  adapter/  checkpoints/  tensorboard/
+RUN_DIR/config.yaml  manifest.json  metrics.jsonl  plots/loss.png  adapter/  checkpoints/  tensorboard/  .lock
+
+`check_target` decides, before anything is written, whether a command may use a folder: never `/`, the
+home folder, the working directory or a folder above it, never a folder of other files, and a finished
+run only with --overwrite. `clear` (the --overwrite) runs only after the new run's data and model passed
+their checks, so a failed --overwrite leaves the old run as it was.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.run.lock import LOCK_NAME, process_alive
 from tuneforge.run.manifest import read_manifest
 
 
@@ -46,37 +51,62 @@ class RunDir:
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
 
-    def is_finished(self) -> bool:
-        return read_manifest(self.manifest).get("status") == "finished"
+    def is_tuneforge_run(self) -> bool:
+        manifest = read_manifest(self.manifest)
+        return manifest.get("tool") == "tuneforge" or "tuneforge" in manifest.get("versions", {})
 
-    def latest_checkpoint(self) -> Path | None:
-        """Newest checkpoint whose trainer_state.json (written last by the Trainer) is present and readable."""
-        candidates = sorted(self.checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-        for path in reversed(candidates):
-            try:
-                json.loads((path / "trainer_state.json").read_text())
-            except (OSError, ValueError):
-                continue  # killed while writing: skip it, the previous one is intact
-            return path
-        return None
+    def status(self) -> str:
+        """finished, failed, interrupted or running; a 'running' run whose process is gone was interrupted."""
+        status = read_manifest(self.manifest).get("status", "unknown")
+        if status == "running" and not self.locked_by_live_process():
+            return "interrupted"
+        return status
 
-    def prepare(self, *, resume: bool, overwrite: bool) -> Path | None:
-        """Create or reuse the directory; return the checkpoint to resume from, if any."""
-        if overwrite and self.root.exists():
-            shutil.rmtree(self.root)
-        if resume:
-            checkpoint = self.latest_checkpoint()
-            if checkpoint is None:
-                raise TuneforgeError(f"--resume: no complete checkpoint under {self.checkpoints}")
-            return checkpoint
-        if self.is_finished():
+    def locked_by_live_process(self) -> bool:
+        try:
+            pid = int(read_manifest(self.root / LOCK_NAME).get("pid", -1))
+        except (ValueError, TypeError):
+            return False
+        return pid > 0 and process_alive(pid)
+
+    def check_target(self, *, resume: bool, overwrite: bool) -> None:
+        """Refuse what would destroy or mix work; writes nothing."""
+        if resume and overwrite:
+            raise TuneforgeError("--resume continues a run and --overwrite deletes it: pass one of them")
+        check_not_protected(self.root)
+        if self.root.exists() and not self.root.is_dir():
+            raise TuneforgeError(f"{self.root} is a file, not a folder: choose another --output-dir")
+        entries = [p for p in self.root.iterdir() if p.name != LOCK_NAME] if self.root.is_dir() else []
+        if entries and not self.is_tuneforge_run():
+            raise TuneforgeError(
+                f"{self.root} holds files that are not a tuneforge run (no manifest.json written by tuneforge); "
+                "nothing was changed. Choose another --output-dir."
+            )
+        if overwrite or resume or not entries:
+            return
+        if self.status() == "finished":
             raise TuneforgeError(
                 f"{self.root} holds a finished run; pass --overwrite to replace it or --output-dir for a new one"
             )
-        if self.latest_checkpoint() is not None:
-            raise TuneforgeError(
-                f"{self.root} has checkpoints from an unfinished run; pass --resume to continue it "
-                "or --overwrite to start over"
-            )
-        self.root.mkdir(parents=True, exist_ok=True)
-        return None
+        raise TuneforgeError(
+            f"{self.root} holds an unfinished run (status: {self.status()}); pass --resume to continue it or "
+            "--overwrite to start over"
+        )
+
+    def clear(self) -> None:
+        """Delete the previous run's files (not the lock this process holds)."""
+        for entry in self.root.iterdir():
+            if entry.name == LOCK_NAME:
+                continue
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def check_not_protected(root: Path) -> None:
+    target = root.expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    protected = {Path("/"), Path.home().resolve(), cwd, *cwd.parents}
+    if target in protected:
+        raise TuneforgeError(
+            f"refusing to use {root} as a run directory: it is / , the home folder, the working directory or a "
+            "folder above it. Choose a folder of its own, e.g. runs/NAME."
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -60,17 +61,44 @@ def hardware() -> dict:
 
 
 def read_manifest(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """The JSON object in `path`; {} when it is missing or unreadable (a process killed mid-write)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def write_manifest(path: Path, fields: dict) -> None:
+    """Merge `fields` into the manifest, atomically: a crash leaves the old manifest or the new one."""
     existing = read_manifest(path)
     existing.update(fields)
-    path.write_text(json.dumps(existing, indent=2, default=str) + "\n")
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(existing, indent=2, default=str) + "\n")
+    os.replace(temporary, path)
+
+
+SECRET_NAME = re.compile(r"(TOKEN|KEY|SECRET|PASSWORD)", re.IGNORECASE)
+
+
+def secret_values() -> list[str]:
+    """Values of environment variables that hold credentials (HF_TOKEN, WANDB_API_KEY, *_KEY, *_TOKEN)."""
+    return [v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 6]
+
+
+def redact(text: str) -> str:
+    for value in secret_values():
+        text = text.replace(value, "<redacted>")
+    return text
+
+
+def command_line() -> list[str]:
+    return [redact(arg) for arg in sys.argv]
 
 
 def start_fields(file_hashes: dict[Path, str], rows: dict[str, int], seed: int) -> dict:
     return {
+        "tool": "tuneforge",
         "status": "running",
         "started": now(),
         "versions": package_versions(),
@@ -81,5 +109,11 @@ def start_fields(file_hashes: dict[Path, str], rows: dict[str, int], seed: int) 
         "seed": seed,
         "git_commit": git_commit(Path.cwd()),
         "hardware": hardware(),
-        "command": sys.argv,
+        "command": command_line(),
     }
+
+
+def resume_record(checkpoint: Path, resumes: list[dict]) -> dict:
+    """The fields a resume changes; the original start fields stay as they were."""
+    entry = {"at": now(), "from_checkpoint": checkpoint.name, "command": command_line()}
+    return {"status": "running", "resumes": [*resumes, entry]}

@@ -1,5 +1,10 @@
 """The supervised fine-tuning recipe: a whole run config in, a finished run directory out. Reads top to bottom.
 
+Nothing is written before the model and data pass their checks: a bad config, file or template leaves an
+existing run as it was (and no new folder behind). From the first step on, manifest.json says the truth:
+running, finished, failed (with the error) or interrupted (Ctrl-C / SIGTERM: a checkpoint, then a clean
+stop and the command that resumes).
+
 from tuneforge.config.loading import load_config
 from tuneforge.train.sft import run_finetune
 run_finetune(load_config("examples/quickstart.yaml"), "runs/quickstart")
@@ -11,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+import torch
 from rich.console import Console
 from rich.table import Table
 from transformers import TrainerCallback, set_seed
@@ -26,15 +31,16 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.model.build import ModelBundle, build_model, save_trained
 from tuneforge.model.load import context_length
 from tuneforge.model.report import show_parameters
+from tuneforge.run.checkpoints import latest_complete, newest_complete
 from tuneforge.run.directory import RunDir
-from tuneforge.run.manifest import now, start_fields, write_manifest
+from tuneforge.run.lock import RunLock
+from tuneforge.run.manifest import now, read_manifest, resume_record, start_fields, write_manifest
 from tuneforge.run.metrics import keep_metrics_up_to, read_metrics
 from tuneforge.run.plots import plot_loss
 from tuneforge.train.callbacks import MetricsFileCallback, RichProgressCallback
+from tuneforge.train.guards import GracefulStop, NonFiniteGuard, SealCheckpoints
+from tuneforge.train.resume import check_resumable, check_same_data
 from tuneforge.train.trainer import build_trainer, training_arguments, use_packing
-
-# Keys that may change between a run and its --resume; anything else would silently mix two experiments.
-RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_steps", "save_steps", "logging_steps", "save_total_limit"}
 
 
 @dataclass
@@ -43,6 +49,7 @@ class FinetuneResult:
     eval_before: dict | None
     eval_after: dict | None
     global_step: int
+    interrupted: str | None = None  # the signal that stopped the run; a checkpoint holds its progress
 
 
 def run_finetune(
@@ -56,13 +63,34 @@ def run_finetune(
 ) -> FinetuneResult:
     console = console or Console()
     run = RunDir(Path(run_dir))
-    checkpoint = run.prepare(resume=resume, overwrite=overwrite)
-    if checkpoint is not None:
+    run.check_target(resume=resume, overwrite=overwrite)
+    if resume:
         check_resumable(run, config)
-        keep_metrics_up_to(run.metrics, int(checkpoint.name.split("-")[-1]))
-        console.print(f"resuming from [bold]{checkpoint}[/]", soft_wrap=True)
-    run.config.write_text(config_to_yaml(config))
+    with RunLock(run.root, notice=console.print) as lock:
+        try:
+            checkpoint = resume_point(run, console) if resume else None
+            bundle, data = prepare(config, console)
+            if resume:
+                check_same_data(run, data.file_hashes)
+        except BaseException:
+            lock.release(remove_dir=lock.created_dir)  # nothing of value was written
+            raise
+        if overwrite:
+            run.clear()
+        start_manifest(run, config, data, checkpoint)
+        return train(config, run, bundle, data, checkpoint, [*extra_callbacks], console)
 
+
+def resume_point(run: RunDir, console: Console) -> Path:
+    checkpoint = latest_complete(run.checkpoints, console.print)
+    if checkpoint is None:
+        raise TuneforgeError(f"--resume: no complete checkpoint under {run.checkpoints}")
+    keep_metrics_up_to(run.metrics, int(checkpoint.name.split("-")[-1]))
+    console.print(f"resuming from [bold]{checkpoint}[/]", soft_wrap=True)
+    return checkpoint
+
+
+def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedData]:
     set_seed(config.train.seed)  # before the model: LoRA's initial weights come from this seed
     bundle = build_model(config.model, config.quant, config.lora, config.train.gradient_checkpointing)
     show_parameters(console, bundle, config.lora.method)
@@ -71,28 +99,66 @@ def run_finetune(
     show_data(console, data, bundle.tokenizer, requested_length)
     show_preflight(console, data.preflight)
     enforce(data.preflight)
+    return bundle, data
+
+
+def start_manifest(run: RunDir, config: RunConfig, data: PreparedData, checkpoint: Path | None) -> None:
+    run.config.write_text(config_to_yaml(config))
+    if checkpoint is not None:  # the original start fields stay; the resume is recorded beside them
+        write_manifest(
+            run.manifest, resume_record(checkpoint, read_manifest(run.manifest).get("resumes", []))
+        )
+        return
     rows = {"train": data.train_stats.kept, "eval": data.eval_stats.kept if data.eval_stats else 0}
     start = start_fields(data.file_hashes, rows, config.train.seed)
     write_manifest(run.manifest, {**start, "max_length": data.max_length, "data_format": data.format})
 
-    trainer = assemble_trainer(config, bundle, data, run, [*extra_callbacks], console)
 
-    before = None
-    if data.eval is not None and config.train.eval_before_training and checkpoint is None:
-        before = trainer.evaluate()
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+def train(
+    config: RunConfig,
+    run: RunDir,
+    bundle: ModelBundle,
+    data: PreparedData,
+    checkpoint: Path | None,
+    extra: list[TrainerCallback],
+    console: Console,
+) -> FinetuneResult:
+    with GracefulStop(notice=console.print) as stop:
+        trainer = assemble_trainer(config, bundle, data, run, [stop, *extra], console)
+        try:
+            before = None
+            if data.eval is not None and config.train.eval_before_training and checkpoint is None:
+                before = trainer.evaluate()
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        except KeyboardInterrupt:
+            stopped = {"status": "interrupted", "stopped": now(), "global_step": trainer.state.global_step}
+            write_manifest(run.manifest, stopped)
+            raise
+        except BaseException as exc:
+            error = str(exc) if isinstance(exc, TuneforgeError) else f"{type(exc).__name__}: {exc}"
+            write_manifest(run.manifest, {"status": "failed", "stopped": now(), "error": error})
+            raise
+    step = trainer.state.global_step
+    if stop.requested:
+        write_manifest(run.manifest, {"status": "interrupted", "stopped": now(), "global_step": step})
+        return FinetuneResult(run.root, before, None, step, interrupted=stop.requested)
     after = final_evaluation(trainer) if data.eval is not None else None
     before = before or first_eval(run)
     show_before_after(console, before, after)
+    save_adapter(bundle, run)
+    plot_loss(run.metrics, run.loss_plot, title=f"{config.model.name_or_path} · {config.lora.method}")
+    write_manifest(run.manifest, {"status": "finished", "finished": now(), "global_step": step})
+    console.print(f"[bold green]done[/]: {run.root}")
+    return FinetuneResult(run.root, before, after, step)
 
+
+def save_adapter(bundle: ModelBundle, run: RunDir) -> None:
+    trained = bundle.model.named_parameters()
+    bad = [name for name, p in trained if p.requires_grad and not torch.isfinite(p).all()]
+    if bad:  # the guard stops before a non-finite step; this is the last line of defence
+        raise TuneforgeError(f"not saving the adapter: {len(bad)} trained tensors are not finite ({bad[0]})")
     save_trained(bundle.model, run.adapter)
     bundle.tokenizer.save_pretrained(run.adapter)  # carries the exact chat template used in training
-    plot_loss(run.metrics, run.loss_plot, title=f"{config.model.name_or_path} · {config.lora.method}")
-    write_manifest(
-        run.manifest, {"status": "finished", "finished": now(), "global_step": trainer.state.global_step}
-    )
-    console.print(f"[bold green]done[/]: {run.root}")
-    return FinetuneResult(run.root, before, after, trainer.state.global_step)
 
 
 def assemble_trainer(
@@ -110,7 +176,12 @@ def assemble_trainer(
         has_eval=data.eval is not None,
         report_to=list(config.log.report_to),
     )
-    callbacks: list[TrainerCallback] = [MetricsFileCallback(run.metrics), RichProgressCallback(console)]
+    callbacks: list[TrainerCallback] = [
+        MetricsFileCallback(run.metrics),
+        RichProgressCallback(console),
+        SealCheckpoints(config.train.save_total_limit),
+        NonFiniteGuard(config.train.learning_rate, lambda: newest_complete(run.checkpoints)),
+    ]
     if config.log.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -149,22 +220,3 @@ def show_before_after(console: Console, before: dict | None, after: dict | None)
     b, a = before["eval_loss"], after["eval_loss"]
     table.add_row(f"{b:.4f}", f"{a:.4f}", f"{100 * (a - b) / b:+.1f}%")
     console.print(table)
-
-
-def check_resumable(run: RunDir, config: RunConfig) -> None:
-    if not run.config.is_file():
-        return
-    saved = yaml.safe_load(run.config.read_text())
-    current = yaml.safe_load(config_to_yaml(config))
-    changed = [
-        f"{section}.{key}"
-        for section, values in current.items()
-        if isinstance(values, dict)
-        for key, value in values.items()
-        if saved.get(section, {}).get(key) != value and not (section == "train" and key in RESUMABLE_CHANGES)
-    ]
-    if changed:
-        raise TuneforgeError(
-            f"--resume with a different config: {', '.join(changed)} changed since {run.config} was written. "
-            "Resume with the same settings, or start a new run with --overwrite or --output-dir."
-        )

@@ -20,8 +20,40 @@ from transformers import (
     TrainingArguments,
 )
 
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
 from tuneforge.config.schema import TrainConfig
 from tuneforge.data.collate import PadCollator
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length grouping, with an order that depends on (seed, epoch) only.
+
+    The stock sampler draws from the global RNG when an epoch starts, so its order depends on everything
+    that ran before (the baseline evaluation, for one), and a resumed process, which skips those, trains
+    on other batches. Here the Trainer's `set_epoch` picks the order."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+class SftTrainer(Trainer):
+    """The Trainer with a resumable length-grouped order (see EpochSeededLengthGroupedSampler)."""
+
+    def _get_train_sampler(self, train_dataset: Dataset | None = None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return EpochSeededLengthGroupedSampler(batch, dataset["length"], self.args.seed)
 
 
 def use_packing(train: TrainConfig) -> bool:
@@ -55,9 +87,10 @@ def training_arguments(
         eval_steps=train.eval_steps,
         save_strategy="steps",
         save_steps=train.save_steps,
-        save_total_limit=train.save_total_limit,
+        save_total_limit=None,  # rotated by train.guards.SealCheckpoints, only once the new one is sealed
         logging_steps=train.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN loss must show (and stop the run), not be averaged away
         seed=train.seed,
         bf16=cuda and dtype == torch.bfloat16,
         fp16=cuda and dtype == torch.float16,
@@ -88,7 +121,7 @@ def build_trainer(
         collator = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
     else:
         collator = PadCollator(pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
-    trainer = Trainer(
+    trainer = SftTrainer(
         model=model,
         args=args,
         train_dataset=train_set,

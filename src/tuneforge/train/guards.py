@@ -1,0 +1,97 @@
+"""Trainer callbacks that keep a run safe: stop at the first non-finite loss or gradient, seal each
+checkpoint once it is fully written, and turn Ctrl-C / SIGTERM into a checkpoint and a clean stop.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from tuneforge.errors import TuneforgeError
+from tuneforge.run.checkpoints import rotate, seal
+
+
+class NonFiniteError(TuneforgeError):
+    """Training produced a NaN or infinite loss or gradient."""
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Checks the gradients before every optimizer step, so a NaN never reaches the weights, and every
+    logged loss (the fp16 grad scaler skips steps with infinite gradients by design, so there only the
+    loss is checked)."""
+
+    def __init__(self, learning_rate: float, last_checkpoint=lambda: None):
+        self.learning_rate = learning_rate
+        self.last_checkpoint = last_checkpoint
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if args.fp16 or model is None:
+            return
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            raise self.error(state.global_step + 1, "gradient norm")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm", "eval_loss"):
+            value = (logs or {}).get(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise self.error(state.global_step, key.replace("_", " "))
+
+    def error(self, step: int, what: str) -> NonFiniteError:
+        checkpoint = self.last_checkpoint()
+        kept = (
+            f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint was saved before it"
+        )
+        return NonFiniteError(
+            f"training stopped at step {step}: the {what} is NaN or infinite. Nothing non-finite was saved; "
+            f"{kept}. Try a lower train.learning_rate (now {self.learning_rate:g}), model.dtype: bfloat16 "
+            "instead of float16, a smaller train.max_grad_norm, or look for extreme values in the data."
+        )
+
+
+class SealCheckpoints(TrainerCallback):
+    """After the Trainer writes a checkpoint: flush and seal it, then rotate the old ones."""
+
+    def __init__(self, keep: int | None):
+        self.keep = keep
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            seal(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            rotate(Path(args.output_dir), self.keep)
+
+
+class GracefulStop(TrainerCallback):
+    """Ctrl-C or SIGTERM (a pre-empted cloud machine) finishes the current step, saves a checkpoint and
+    stops; a second one stops at once."""
+
+    def __init__(self, notice=print):
+        self.notice = notice
+        self.requested: str | None = None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        self.notice(f"{self.requested}: stopping after this step with a checkpoint (again to stop at once)")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True

@@ -1,0 +1,71 @@
+"""What `--resume` accepts: the same config (only length and logging keys may change), the same data
+files byte for byte, and a run that still has steps to train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tuneforge.config.loading import config_to_yaml
+from tuneforge.config.schema import RunConfig
+from tuneforge.errors import TuneforgeError
+from tuneforge.run.directory import RunDir
+from tuneforge.run.manifest import read_manifest
+
+# Keys that may change between a run and its --resume; anything else would silently mix two experiments.
+RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_steps", "save_steps", "logging_steps", "save_total_limit"}
+
+
+def saved_train_section(run: RunDir) -> dict:
+    return (yaml.safe_load(run.config.read_text()) or {}).get("train", {}) if run.config.is_file() else {}
+
+
+def check_resumable(run: RunDir, config: RunConfig) -> None:
+    """Before any work: the config matches the run's, and a finished run is only resumed to train longer."""
+    if not run.config.is_file():
+        return
+    saved = yaml.safe_load(run.config.read_text()) or {}
+    current = yaml.safe_load(config_to_yaml(config))
+    changed = [
+        f"{section}.{key}"
+        for section, values in current.items()
+        if isinstance(values, dict)
+        for key, value in values.items()
+        if saved.get(section, {}).get(key) != value and not (section == "train" and key in RESUMABLE_CHANGES)
+    ]
+    if changed:
+        raise TuneforgeError(
+            f"--resume with a different config: {', '.join(changed)} changed since {run.config} was written. "
+            "Resume with the same settings, or start a new run with --overwrite or --output-dir."
+        )
+    if run.status() == "finished" and not trains_longer(saved.get("train", {}), config, run):
+        step = read_manifest(run.manifest).get("global_step")
+        raise TuneforgeError(
+            f"{run.root} already finished (step {step}); there is nothing to resume. To train longer, raise "
+            "train.max_steps or train.epochs with --resume; to start again, use --overwrite."
+        )
+
+
+def trains_longer(saved_train: dict, config: RunConfig, run: RunDir) -> bool:
+    done = read_manifest(run.manifest).get("global_step") or 0
+    if config.train.max_steps is not None:
+        return config.train.max_steps > done
+    return saved_train.get("max_steps") is None and config.train.epochs > saved_train.get("epochs", 0)
+
+
+def check_same_data(run: RunDir, file_hashes: dict[Path, str]) -> None:
+    """The data files read now are the ones the run started with, byte for byte."""
+    recorded = {entry["path"]: entry["sha256"] for entry in read_manifest(run.manifest).get("data_files", [])}
+    for path, digest in file_hashes.items():
+        before = recorded.get(str(path))
+        if before is not None and before != digest:
+            raise TuneforgeError(
+                f"--resume: {path} changed since the run started (sha256 {before[:12]}… is now {digest[:12]}…). "
+                "Resuming would train on other data; restore the file, or start a new run with --overwrite."
+            )
+    missing = sorted(set(recorded) - {str(p) for p in file_hashes})
+    if missing:
+        raise TuneforgeError(
+            f"--resume: the run started from {', '.join(missing)}, which this config no longer reads"
+        )
