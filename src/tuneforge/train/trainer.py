@@ -19,7 +19,6 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from tuneforge.config.schema import TrainConfig
