@@ -61,7 +61,7 @@ def test_data_command_reports_as_json(tmp_path, tiny_models, demo_files):
     result = runner.invoke(app, ["data", str(path), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)  # stderr (datasets progress) is not part of the JSON
-    assert report["rows"] == {"train": 160, "eval": 24, "read": 160}
+    assert report["rows"] == {"train": 160, "eval": 24, "read": 160, "eval_read": 24}
     assert {c["check"] for c in report["preflight"]} >= {"eos", "prompt_match", "answer_tokens", "truncation"}
     assert report["max_length"] == {"requested": 64, "applied": 64}
     assert all(c["passed"] for c in report["preflight"])

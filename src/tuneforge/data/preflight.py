@@ -115,15 +115,20 @@ def check_truncation(stats: TokenizeStats, allowed: float) -> tuple[bool, str]:
     )
 
 
-def check_overlap(train: Dataset, eval_set: Dataset | None) -> tuple[bool, str]:
+def check_overlap(train: Dataset, eval_set: Dataset | None, separate_eval_file: bool) -> tuple[bool, str]:
     if eval_set is None:
         return True, "no evaluation set"
     seen = {tuple(ids) for ids in train["input_ids"]}
     shared = sum(tuple(ids) in seen for ids in eval_set["input_ids"])
     if shared:
+        fix = (
+            "Remove those rows from data.eval_path."
+            if separate_eval_file
+            else "Set data.dedupe: true (the data repeats rows), or give a separate data.eval_path."
+        )
         return False, (
             f"{shared} of {len(eval_set)} evaluation samples also occur in training: held-out loss would be "
-            "optimistic. Deduplicate the data or use a separate data.eval_path."
+            f"optimistic. {fix}"
         )
     return True, "no evaluation sample occurs in training"
 
@@ -137,6 +142,7 @@ def run_preflight(
     bos_id: int | None,
     eos_id: int,
     has_prompts: bool,
+    separate_eval_file: bool = False,
 ) -> list[CheckResult]:
     checks = {
         "eos": lambda: check_eos(train, eos_id),
@@ -145,7 +151,7 @@ def run_preflight(
         "prompt_match": lambda: check_prompt_match(stats, policy.max_prompt_mismatch_fraction),
         "answer_tokens": lambda: check_answer_tokens(stats),
         "truncation": lambda: check_truncation(stats, policy.max_truncated_fraction),
-        "overlap": lambda: check_overlap(train, eval_set),
+        "overlap": lambda: check_overlap(train, eval_set, separate_eval_file),
     }
     results = []
     for name, check in checks.items():

@@ -75,6 +75,7 @@ def prepare_data(
         bos_id=tokenizer.bos_token_id,
         eos_id=tokenizer.eos_token_id,
         has_prompts=fmt != "text",
+        separate_eval_file=bool(data.eval_path),
     )
     return PreparedData(
         train,

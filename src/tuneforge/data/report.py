@@ -29,7 +29,7 @@ def show_data(console: Console, data: PreparedData, tokenizer, requested_length:
         "tokenization", "reused from cache" if data.cache_hit else "tokenized now (cached for reuse)"
     )
     table.add_row("train rows", f"{stats.kept:,} kept of {stats.rows:,}")
-    table.add_row("eval rows", f"{data.eval_stats.kept:,}" if data.eval_stats else "none")
+    table.add_row("eval rows", eval_rows(data))
     table.add_row("max_length", length_line(data, requested_length))
     table.add_row(
         "tokens p50 / p95 / max (before the cut)",
@@ -45,6 +45,20 @@ def show_data(console: Console, data: PreparedData, tokenizer, requested_length:
     console.print(
         rendered_sample(ChatEncoder(tokenizer), data.train[0]["input_ids"], data.train[0]["labels"])
     )
+
+
+def eval_rows(data: PreparedData) -> str:
+    """Held-out rows kept, and why the others were left out: a shrunken eval set changes what loss means."""
+    stats = data.eval_stats
+    if stats is None:
+        return "none"
+    lost = stats.rows - stats.kept
+    why = (
+        f" ({stats.empty_completion} empty, {stats.no_trained_tokens} answer cut off by max_length)"
+        if lost
+        else ""
+    )
+    return f"{stats.kept:,} kept of {stats.rows:,}{why}"
 
 
 def rendered_sample(encoder: ChatEncoder, input_ids: list[int], labels: list[int]) -> Text:

@@ -59,6 +59,7 @@ def data_report(config: RunConfig) -> tuple[PreparedData, dict, object]:
         "rows": {
             "train": stats.kept,
             "eval": data.eval_stats.kept if data.eval_stats else 0,
+            "eval_read": data.eval_stats.rows if data.eval_stats else 0,
             "read": stats.rows,
         },
         "max_length": {"requested": config.train.max_length, "applied": stats.max_length},
