@@ -472,3 +472,13 @@ def test_numbers_in_prompt_rows_are_prompts_not_crashes(world):
         app, ["generate", str(world.finished), "--input", str(rows), "--max-new-tokens", "2"]
     )
     assert result.exit_code == 0, result.output
+
+
+def test_an_unexpected_error_is_one_message_and_exit_1(world, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("something no check foresaw")
+
+    monkeypatch.setattr("tuneforge.train.sft.run_finetune", broken)
+    result = runner.invoke(app, ["train", world.config(), "--output-dir", str(world.tmp / "run")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "RuntimeError: something no check foresaw" in result.output and "--debug" in result.output
