@@ -14,7 +14,13 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from datasets import Dataset, load_from_disk
+from datasets import (
+    Dataset,
+    disable_progress_bars,
+    enable_progress_bars,
+    is_progress_bar_enabled,
+    load_from_disk,
+)
 from transformers import PreTrainedTokenizerBase
 
 from tuneforge import __version__
@@ -80,9 +86,15 @@ def load(key: str) -> tuple[Dataset, Dataset | None, TokenizeStats, TokenizeStat
 def store(key: str, train: Dataset, eval_set: Dataset | None, train_stats, eval_stats) -> None:
     folder = cache_root() / key
     shutil.rmtree(folder, ignore_errors=True)
-    train.save_to_disk(str(folder / "train"))
-    if eval_set is not None:
-        eval_set.save_to_disk(str(folder / "eval"))
+    shown = is_progress_bar_enabled()
+    disable_progress_bars()  # a bar per split for a second's work is noise in the run's output
+    try:
+        train.save_to_disk(str(folder / "train"))
+        if eval_set is not None:
+            eval_set.save_to_disk(str(folder / "eval"))
+    finally:
+        if shown:
+            enable_progress_bars()
     stats = {"train": asdict(train_stats), "eval": asdict(eval_stats) if eval_stats else None}
     (folder / "stats.json").write_text(json.dumps(stats))
     (folder / "complete").write_text("")  # written last: a half-written entry is never read
