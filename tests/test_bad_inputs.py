@@ -351,6 +351,10 @@ CASES = {
         lambda w: ["train", w.config(), "--output-dir", str(w.finished), "--overwrite", "--resume"],
         ["pass one of them"],
     ),
+    "--overwrite a finished run with a missing model": (
+        lambda w: ["train", w.config(model="./gone-model"), "--output-dir", str(w.finished), "--overwrite"],
+        ["model folder not found", "gone-model"],
+    ),
     "--overwrite a finished run with a missing data file": (
         lambda w: [
             "train",
@@ -482,3 +486,17 @@ def test_an_unexpected_error_is_one_message_and_exit_1(world, monkeypatch):
     result = runner.invoke(app, ["train", world.config(), "--output-dir", str(world.tmp / "run")])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "RuntimeError: something no check foresaw" in result.output and "--debug" in result.output
+
+
+def test_library_noise_is_not_printed(world):
+    """bitsandbytes announces, on AVX512-BF16 CPUs, an optional kernel package it cannot import, on every
+    command that loads it. A fresh process, since the line comes when bitsandbytes is first imported."""
+    import subprocess
+    import sys
+
+    config = world.config("quant:\n  mode: 4bit\n", name="qlora.yaml")
+    command = [sys.executable, "-m", "tuneforge.cli", "train", config, "--output-dir", str(world.tmp / "q")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "bitsandbytes" in sys.modules, "the test process imported it too: the library is installed"
+    assert "gemm_4bit_forward" not in result.stdout + result.stderr

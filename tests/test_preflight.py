@@ -154,7 +154,14 @@ def test_tokenizer_that_cannot_represent_the_answer_fails_answer_tokens(tmp_path
 
 def test_eval_rows_that_also_occur_in_training(tmp_path, tokenizer):
     data = prepare(tmp_path, tokenizer, rows=ROWS + ROWS, eval_fraction=0.2)
-    assert "also occur in training" in failed(data)["overlap"]
+    assert (
+        "also occur in training" in failed(data)["overlap"] and "data.dedupe: true" in failed(data)["overlap"]
+    )
+    separate = write_jsonl(tmp_path / "eval.jsonl", ROWS[:3])
+    with_file = prepare(tmp_path, tokenizer, eval_path=str(separate))
+    assert "Remove those rows from data.eval_path" in failed(with_file)["overlap"], (
+        "no advice to set what is set"
+    )
     assert next(r for r in data.preflight if r.name == "overlap").severity == "warn", "a warning by default"
 
 
