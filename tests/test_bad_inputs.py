@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -42,6 +41,7 @@ class World:
     eval_data: Path
     finished: Path
     tmp: Path
+    processes: list = field(default_factory=list)
 
     def config(
         self, extra: str = "", *, model: object = None, data: object = None, name: str = "c.yaml"
@@ -79,7 +79,11 @@ def world_base(tiny_models, demo_files, tmp_path_factory):
 @pytest.fixture
 def world(world_base, tmp_path):
     model, (data, eval_data), finished = world_base
-    return World(model, data, eval_data, finished, tmp_path)
+    world = World(model, data, eval_data, finished, tmp_path)
+    yield world
+    for process in world.processes:
+        process.kill()
+        process.wait()
 
 
 def latin1(w: World) -> Path:
@@ -121,9 +125,21 @@ def damaged_adapter_copy(w: World) -> Path:
 
 
 def locked_copy(w: World) -> Path:
+    """A copy of the run that another live process holds the lock of."""
+    import subprocess
+    import sys
+    import time
+
+    from tuneforge.run.lock import is_locked
+
     copy = w.tmp / "run-locked"
     shutil.copytree(w.finished, copy)
-    (copy / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename}))
+    hold = (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(120)"
+    )
+    w.processes.append(subprocess.Popen([sys.executable, "-c", hold, str(copy / ".lock")]))
+    while not is_locked(copy):
+        time.sleep(0.05)
     return copy
 
 
@@ -449,16 +465,20 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_is_a_clear_error_and_touches_nothing(name, world, monkeypatch):
     monkeypatch.chdir(world.tmp)
-    before = tree_digest(world.finished)
     build, expected = CASES[name]
-    result = runner.invoke(app, [str(a) for a in build(world)])
+    args = [str(a) for a in build(world)]
+    # Every run directory a case can reach, its target included: a refused command changes none of them.
+    runs = [world.finished, *(m.parent for m in world.tmp.rglob("manifest.json"))]
+    before = {run: tree_digest(run) for run in runs}
+    result = runner.invoke(app, args)
     output = result.output
     assert result.exit_code not in (0, None), output
     assert isinstance(result.exception, SystemExit), f"unhandled {result.exception!r}\n{output}"
     assert "Traceback" not in output
     for text in expected:
         assert text in output, f"{text!r} not in:\n{output}"
-    assert tree_digest(world.finished) == before, "the finished run beside it was changed"
+    for run, digest in before.items():
+        assert tree_digest(run) == digest, f"{run} was changed"
 
 
 def test_there_are_at_least_forty_cases():

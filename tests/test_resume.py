@@ -7,7 +7,6 @@ epochs, so the RNG streams and the per-epoch data order are both exercised.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -38,6 +37,14 @@ KILL_AT_STEP = textwrap.dedent(
     class Stop(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == int(sys.argv[3]):
+                os.kill(os.getpid(), getattr(signal, sys.argv[4]))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if sys.argv[3] == "-1":  # after the last step: while evaluating and saving the adapter
+                os.kill(os.getpid(), getattr(signal, sys.argv[4]))
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            if sys.argv[3] == "0" and state.global_step == 0:  # during the baseline evaluation
                 os.kill(os.getpid(), getattr(signal, sys.argv[4]))
 
     run_finetune(load_config(sys.argv[1]), sys.argv[2], extra_callbacks=[Stop()])
@@ -105,7 +112,7 @@ def reference(tiny_models, rows, tmp_path_factory):
 def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_adapter(
     tiny_models, rows, reference, tmp_path, grouped
 ):
-    step = random.randint(SAVE_EVERY + 1, MAX_STEPS - 1)
+    step = random.SystemRandom().randint(SAVE_EVERY + 1, MAX_STEPS - 1)  # training reseeds `random`
     print(f"killed at step {step}")  # shown on failure: rerun with this step to reproduce
     config = config_for(tiny_models, rows, grouped)
     run_dir = tmp_path / "run"
@@ -120,9 +127,9 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_adapter(
     manifest = json.loads((run_dir / "manifest.json").read_text())
     original = json.loads((reference[grouped] / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["rows"] == original["rows"]
-    assert [r["from_checkpoint"] for r in manifest["resumes"]] == [
-        f"checkpoint-{step // SAVE_EVERY * SAVE_EVERY}"
-    ]
+    # killed at the end of `step`, before that step's own checkpoint would be written
+    resumed_from = f"checkpoint-{(step - 1) // SAVE_EVERY * SAVE_EVERY}"
+    assert [r["from_checkpoint"] for r in manifest["resumes"]] == [resumed_from]
 
 
 DAMAGE = {
@@ -178,6 +185,16 @@ def test_a_signal_saves_a_checkpoint_stops_cleanly_and_the_run_resumes(
     assert max_difference(adapter(run_dir), adapter(reference[True])) <= 1e-6
 
 
+def test_a_signal_during_the_baseline_evaluation_stops_before_any_step(tiny_models, rows, tmp_path):
+    config = config_for(tiny_models, rows, True)
+    run_dir = tmp_path / "run"
+    stopped = kill_at(config, run_dir, 0, "SIGINT")
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["global_step"] == 0
+    assert not (run_dir / "checkpoints").exists() or not any((run_dir / "checkpoints").iterdir())
+
+
 def test_the_cli_prints_the_resume_command_after_a_signal(tiny_models, rows, tmp_path):
     config = config_for(tiny_models, rows, True)
     path = tmp_path / "c.yaml"
@@ -203,29 +220,56 @@ def test_the_cli_prints_the_resume_command_after_a_signal(tiny_models, rows, tmp
     assert "Traceback" not in output
 
 
-def test_a_run_dir_locked_by_a_live_process_is_refused_and_a_stale_lock_replaced(tiny_models, rows, tmp_path):
+HOLD_LOCK = (
+    "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(120)"
+)
+
+
+def test_a_run_dir_locked_by_a_live_process_is_refused_and_a_dead_ones_lock_is_not(
+    tiny_models, rows, tmp_path
+):
     from tuneforge.errors import TuneforgeError
 
     config = config_for(tiny_models, rows, True)
     config = config.model_copy(update={"train": config.train.model_copy(update={"max_steps": 2})})
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock = run_dir / ".lock"
+    lock.write_text(json.dumps({"pid": 999999, "host": "elsewhere"}))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock)])
     try:
-        (run_dir / ".lock").write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))
-        with pytest.raises(
-            TuneforgeError, match=f"in use by another tuneforge process \\(pid {sleeper.pid}\\)"
-        ):
+        while not _held(lock):
+            time.sleep(0.05)
+        with pytest.raises(TuneforgeError, match="in use by another tuneforge process"):
             run_finetune(config, run_dir)
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    from rich.console import Console
+        holder.kill()
+        holder.wait()
+    # The holder is dead: its lock is gone with it, whatever the file says (pid, host).
+    assert lock.read_text() and run_finetune(config, run_dir).global_step == 2
+    assert not lock.exists(), "released when the run ends"
 
-    console = Console(record=True, width=200)
-    assert run_finetune(config, run_dir, console=console).global_step == 2
-    assert f"removing a stale lock left by process {sleeper.pid}" in console.export_text()
-    assert not (run_dir / ".lock").exists(), "released when the run ends"
+
+def _held(lock: Path) -> bool:
+    from tuneforge.run.lock import is_locked
+
+    return is_locked(lock.parent)
+
+
+def test_killed_while_finishing_then_resumed_finishes_without_an_extra_step(
+    tiny_models, rows, reference, tmp_path
+):
+    config = config_for(tiny_models, rows, True)
+    run_dir = tmp_path / "run"
+    assert kill_at(config, run_dir, -1).returncode == -signal.SIGKILL
+    assert RunDir(run_dir).status() == "interrupted" and not (run_dir / "adapter").exists()
+    result = run_finetune(config, run_dir, resume=True)
+    assert result.global_step == MAX_STEPS
+    names = [c.name for c in checkpoint_dirs(run_dir / "checkpoints")]
+    assert f"checkpoint-{MAX_STEPS + 1}" not in names, "no step beyond max_steps"
+    assert max_difference(adapter(run_dir), adapter(reference[True])) <= 1e-6
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and "error" not in manifest and "stopped" not in manifest
 
 
 def test_two_trainings_into_one_folder_the_second_is_refused(tiny_models, rows, tmp_path):
@@ -247,7 +291,7 @@ def test_two_trainings_into_one_folder_the_second_is_refused(tiny_models, rows, 
         second = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
         assert (
             second.returncode == 2
-            and f"in use by another tuneforge process (pid {first.pid})" in second.stdout
+            and f"in use by another tuneforge process (pid {first.pid} on" in second.stdout
         )
     finally:
         first.send_signal(signal.SIGTERM)

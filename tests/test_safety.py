@@ -78,6 +78,43 @@ def test_an_infinite_gradient_stops_the_run_before_the_optimizer_applies_it(
     assert all(torch.isfinite(t).all() for t in every_saved_tensor(tmp_path / "run"))
 
 
+class InfiniteWeightAt(TrainerCallback):
+    """A weight overflows while every gradient stays finite: the checkpoint about to be sealed has it."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step:
+            with torch.no_grad():
+                next(p for n, p in model.named_parameters() if "lora_B" in n)[0, 0] = float("inf")
+
+
+def test_a_checkpoint_with_a_non_finite_weight_is_never_sealed(tiny_models, demo_files, tmp_path):
+    # No evaluation: it would see the infinite weight first (and stop the run just the same).
+    config = quick_config(
+        tiny_models("llama"), demo_files[0], data={"eval_fraction": 0}, train={"max_steps": 6, "save_steps": 2}
+    )
+    with pytest.raises(NonFiniteError, match="step 4: a trained weight is NaN or infinite"):
+        run_finetune(config, tmp_path / "run", extra_callbacks=[InfiniteWeightAt(4)])
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["checkpoint-2"]
+    assert all(torch.isfinite(t).all() for t in every_saved_tensor(tmp_path / "run"))
+
+
+def test_the_guard_lets_fp16_loss_scaling_overflow_pass_but_not_a_nan_loss():
+    from types import SimpleNamespace
+
+    from tuneforge.train.guards import NonFiniteGuard
+
+    guard = NonFiniteGuard(2e-4)
+    state = SimpleNamespace(global_step=3)
+    guard.on_log(SimpleNamespace(fp16=True), state, None, logs={"loss": 1.2, "grad_norm": float("inf")})
+    with pytest.raises(NonFiniteError, match="the grad norm is NaN"):
+        guard.on_log(SimpleNamespace(fp16=False), state, None, logs={"loss": 1.2, "grad_norm": float("inf")})
+    with pytest.raises(NonFiniteError, match="the loss is NaN"):
+        guard.on_log(SimpleNamespace(fp16=True), state, None, logs={"loss": float("nan")})
+
+
 def test_a_run_that_fails_its_checks_leaves_no_folder_behind(tiny_models, tmp_path):
     bad = write_jsonl(
         tmp_path / "bad.jsonl", [{"prompt": "x", "completion": ""}] * 3 + [{"prompt": "y", "completion": "z"}]

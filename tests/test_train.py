@@ -142,6 +142,13 @@ def test_resume_refuses_a_changed_config(tiny_models, demo_files, tmp_path):
     with pytest.raises(Exception, match=r"lora.r changed"):
         run_finetune(changed, tmp_path / "run", resume=True)
     longer = config.model_copy(update={"train": config.train.model_copy(update={"max_steps": 4})})
-    assert run_finetune(longer, tmp_path / "run", resume=True).global_step == 4, (
+    from rich.console import Console
+
+    console = Console(record=True, width=300)
+    assert run_finetune(longer, tmp_path / "run", resume=True, console=console).global_step == 4, (
         "extending max_steps of a finished run is allowed"
+    )
+    assert (
+        "train.max_steps changed from 2 to 4: the learning-rate schedule is recomputed"
+        in console.export_text()
     )

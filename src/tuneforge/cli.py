@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import warnings
 from pathlib import Path
 
@@ -78,10 +79,18 @@ def train(
         run_dir = output_dir or Path(config.run_dir or Path("runs") / config_path.stem)
         result = run_finetune(config, run_dir, resume=resume, overwrite=overwrite, console=console)
         if result.interrupted:
-            again = " ".join(["tuneforge train", str(config_path), *[f"--set {s}" for s in set_]])
+            sets = [part for value in set_ for part in ("--set", value)]
+            command = ["tuneforge", "train", str(config_path), *sets, "--output-dir", str(run_dir)]
+            if result.global_step == 0:
+                advice = (
+                    f"nothing was trained yet. Start again with:\n  {shlex.join([*command, '--overwrite'])}"
+                )
+            else:
+                advice = (
+                    f"a checkpoint holds the progress. Resume with:\n  {shlex.join([*command, '--resume'])}"
+                )
             console.print(
-                f"[bold yellow]interrupted[/] ({result.interrupted}) at step {result.global_step}; a checkpoint "
-                f"holds the progress. Resume with:\n  {again} --output-dir {run_dir} --resume",
+                f"[bold yellow]interrupted[/] ({result.interrupted}) at step {result.global_step}; {advice}",
                 highlight=False,
                 soft_wrap=True,
             )

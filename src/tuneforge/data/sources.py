@@ -6,6 +6,7 @@ A malformed JSON line is reported with its file and line number.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
@@ -16,6 +17,7 @@ from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
 from tuneforge.errors import TuneforgeError
 
+NEWLINE = b"\n"
 BUILDER_BY_SUFFIX = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 
 
@@ -130,15 +132,21 @@ def read_file(path: Path) -> Dataset:
 
 
 def check_utf8(path: Path) -> None:
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise TuneforgeError(
-            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}). Save the file as UTF-8, for "
-            f"example: iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}"
-        ) from None
+    """In 1 MiB blocks: a large file is never held in memory twice."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                at = min(max(exc.start, 0), len(block) - 1)
+                bad_line = line + block.count(NEWLINE, 0, at)
+                raise TuneforgeError(
+                    f"{path}:{bad_line}: not UTF-8 text (byte 0x{block[at]:02x}). Save "
+                    f"the file as UTF-8, for example: iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}"
+                ) from None
+            line += block.count(NEWLINE)
 
 
 def check_json_file(path: Path) -> None:

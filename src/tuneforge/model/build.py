@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training, set_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
+from safetensors.torch import load_file
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.trainer_utils import load_sharded_checkpoint
 
 from tuneforge.config.schema import LoraConfig, ModelConfig, QuantConfig
 from tuneforge.model.load import load_base_model, load_tokenizer, resolve_dtype
@@ -63,6 +65,16 @@ def save_trained(model: nn.Module, out_dir: Path) -> None:
     else:
         model.config.use_cache = True  # turned off for training only; inference wants it
         model.save_pretrained(out_dir)
+
+
+def load_trained(model: nn.Module, folder: Path) -> None:
+    """Load what `save_trained` (or a Trainer checkpoint) wrote in `folder` into the model in memory."""
+    if isinstance(model, PeftModel):
+        set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+    elif (folder / "model.safetensors.index.json").is_file():
+        load_sharded_checkpoint(model, str(folder))
+    else:
+        model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
 
 
 def adapted_module_names(model: nn.Module) -> dict[str, int]:

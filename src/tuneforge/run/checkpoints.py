@@ -73,15 +73,22 @@ def newest_complete(root: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def latest_complete(root: Path, notice: Callable[[str], None]) -> Path | None:
-    """The newest complete checkpoint; newer incomplete ones are named, then removed."""
+def resume_point(root: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest complete checkpoint, and the newer incomplete ones with what is wrong with each.
+    Reads only: the caller removes the incomplete ones once the resume is sure to go ahead."""
+    incomplete = []
     for checkpoint in reversed(checkpoint_dirs(root)):
         reason = problem(checkpoint)
         if reason is None:
-            return checkpoint
+            return checkpoint, incomplete
+        incomplete.append((checkpoint, reason))
+    return None, incomplete
+
+
+def remove_incomplete(incomplete: list[tuple[Path, str]], notice: Callable[[str], None]) -> None:
+    for checkpoint, reason in incomplete:
         notice(f"skipping {checkpoint}: {reason}; it is removed and the one before is used")
         shutil.rmtree(checkpoint)
-    return None
 
 
 def rotate(root: Path, keep: int | None) -> None:

@@ -15,8 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.errors import TuneforgeError
-from tuneforge.run.lock import LOCK_NAME, process_alive
+from tuneforge.run.lock import LOCK_NAME, holder, is_locked
 from tuneforge.run.manifest import read_manifest
+
+# What a run writes; --overwrite deletes these and nothing else the folder may hold.
+RUN_FILES = (
+    "config.yaml",
+    "manifest.json",
+    "metrics.jsonl",
+    "plots",
+    "adapter",
+    ".adapter.tmp",
+    "checkpoints",
+    "tensorboard",
+)
 
 
 @dataclass(frozen=True)
@@ -58,16 +70,9 @@ class RunDir:
     def status(self) -> str:
         """finished, failed, interrupted or running; a 'running' run whose process is gone was interrupted."""
         status = read_manifest(self.manifest).get("status", "unknown")
-        if status == "running" and not self.locked_by_live_process():
+        if status == "running" and not is_locked(self.root):
             return "interrupted"
         return status
-
-    def locked_by_live_process(self) -> bool:
-        try:
-            pid = int(read_manifest(self.root / LOCK_NAME).get("pid", -1))
-        except (ValueError, TypeError):
-            return False
-        return pid > 0 and process_alive(pid)
 
     def check_target(self, *, resume: bool, overwrite: bool) -> None:
         """Refuse what would destroy or mix work; writes nothing."""
@@ -76,6 +81,11 @@ class RunDir:
         check_not_protected(self.root)
         if self.root.exists() and not self.root.is_dir():
             raise TuneforgeError(f"{self.root} is a file, not a folder: choose another --output-dir")
+        if self.root.is_dir() and is_locked(self.root):
+            raise TuneforgeError(
+                f"{self.root} is in use by another tuneforge process ({holder(self.root / LOCK_NAME)}). Wait for "
+                "it to finish, stop it, or train into another --output-dir."
+            )
         entries = [p for p in self.root.iterdir() if p.name != LOCK_NAME] if self.root.is_dir() else []
         if entries and not self.is_tuneforge_run():
             raise TuneforgeError(
@@ -94,11 +104,13 @@ class RunDir:
         )
 
     def clear(self) -> None:
-        """Delete the previous run's files (not the lock this process holds)."""
-        for entry in self.root.iterdir():
-            if entry.name == LOCK_NAME:
-                continue
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        """Delete what the previous run wrote; other files in the folder are the user's and stay."""
+        for name in RUN_FILES:
+            entry = self.root / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif entry.exists() or entry.is_symlink():
+                entry.unlink()
 
 
 def check_not_protected(root: Path) -> None:

@@ -1,7 +1,9 @@
-"""One process at a time per run directory: RUN_DIR/.lock holds the owner's pid and host.
+"""One process at a time per run directory: an exclusive `flock` on RUN_DIR/.lock.
 
-A second `tuneforge train` into the same folder (or a `--resume` while the first still trains) is refused.
-A lock whose process is gone (killed, machine rebooted) is stale: it is replaced, and the user is told.
+The kernel releases the lock when its process ends, however it ends, so a lock left by a killed process
+is never in the way, whatever its pid or host. The file's JSON (pid, host, start time) only names the
+holder in the message a second process gets. A second `tuneforge train` into the same folder, or a
+`--resume` while the first still trains, is refused.
 
     with RunLock(Path("runs/quickstart")) as lock:
         ...            # lock.created_dir: the folder did not exist before
@@ -9,6 +11,7 @@ A lock whose process is gone (killed, machine rebooted) is stale: it is replaced
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -21,14 +24,31 @@ from tuneforge.errors import TuneforgeError
 LOCK_NAME = ".lock"
 
 
-def process_alive(pid: int) -> bool:
+def main_process() -> bool:
+    """Under torchrun or accelerate only rank 0 owns the run directory (locks, writes, clears it)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def holder(path: Path) -> str:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        found = json.loads(path.read_text())
+        return f"pid {found['pid']} on {found['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def is_locked(root: Path) -> bool:
+    """True while some process holds the run directory's lock."""
+    path = root / LOCK_NAME
+    if not path.is_file():
         return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
+    with path.open() as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 class RunLock:
@@ -37,49 +57,41 @@ class RunLock:
         self.path = root / LOCK_NAME
         self.notice = notice
         self.created_dir = False
+        self.handle = None
 
     def __enter__(self) -> RunLock:
         self.created_dir = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
         while True:
+            handle = self.path.open("a+")
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self.refuse_or_clear_stale()
-                continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump(owner, handle)
-            return self
-
-    def refuse_or_clear_stale(self) -> None:
-        try:
-            holder = json.loads(self.path.read_text())
-            pid, host = int(holder["pid"]), str(holder["host"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pid, host = -1, socket.gethostname()  # half-written by a process killed while locking
-        if host != socket.gethostname():
-            raise TuneforgeError(
-                f"{self.root} is locked by process {pid} on host {host}. If no run is going on there, delete "
-                f"{self.path} and try again."
-            )
-        if pid > 0 and process_alive(pid):
-            raise TuneforgeError(
-                f"{self.root} is in use by another tuneforge process (pid {pid}). Wait for it to finish, stop "
-                "it, or train into another --output-dir."
-            )
-        self.notice(f"removing a stale lock left by process {pid}, which is no longer running")
-        self.path.unlink(missing_ok=True)
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise TuneforgeError(
+                    f"{self.root} is in use by another tuneforge process ({holder(self.path)}). Wait for it to "
+                    "finish, stop it, or train into another --output-dir."
+                ) from None
+            # Locked the file we opened; if another process replaced the path meanwhile, lock the new one.
+            if self.path.exists() and os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino:
+                break
+            handle.close()
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
+        handle.flush()
+        self.handle = handle
+        return self
 
     def release(self, remove_dir: bool = False) -> None:
+        if self.handle is None:
+            return
         if remove_dir:
             shutil.rmtree(self.root, ignore_errors=True)
-            return
-        try:
-            if json.loads(self.path.read_text()).get("pid") == os.getpid():
-                self.path.unlink()
-        except (OSError, ValueError):
-            pass
+        else:
+            self.path.unlink(missing_ok=True)  # while still held: nobody can have locked a newer file
+        self.handle.close()
+        self.handle = None
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.release()

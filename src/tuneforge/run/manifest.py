@@ -69,9 +69,10 @@ def read_manifest(path: Path) -> dict:
     return found if isinstance(found, dict) else {}
 
 
-def write_manifest(path: Path, fields: dict) -> None:
-    """Merge `fields` into the manifest, atomically: a crash leaves the old manifest or the new one."""
-    existing = read_manifest(path)
+def write_manifest(path: Path, fields: dict, drop: tuple[str, ...] = ()) -> None:
+    """Merge `fields` into the manifest (removing `drop`), atomically: a crash leaves the old manifest or
+    the new one."""
+    existing = {k: v for k, v in read_manifest(path).items() if k not in drop}
     existing.update(fields)
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(existing, indent=2, default=str) + "\n")
@@ -113,7 +114,11 @@ def start_fields(file_hashes: dict[Path, str], rows: dict[str, int], seed: int) 
     }
 
 
+# What an earlier end of the run wrote; a resume starts a new end.
+ENDED = ("error", "stopped", "finished")
+
+
 def resume_record(checkpoint: Path, resumes: list[dict]) -> dict:
-    """The fields a resume changes; the original start fields stay as they were."""
+    """The fields a resume changes; the original start fields stay as they were (drop ENDED)."""
     entry = {"at": now(), "from_checkpoint": checkpoint.name, "command": command_line()}
     return {"status": "running", "resumes": [*resumes, entry]}

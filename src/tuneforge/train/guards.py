@@ -5,6 +5,7 @@ checkpoint once it is fully written, and turn Ctrl-C / SIGTERM into a checkpoint
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -34,13 +35,15 @@ class NonFiniteGuard(TrainerCallback):
             return
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-            raise self.error(state.global_step + 1, "gradient norm")
+            raise self.error(state.global_step + 1, "the gradient norm")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        for key in ("loss", "grad_norm", "eval_loss"):
+        # With fp16 an infinite gradient norm is the loss scaler's normal overflow (the step is skipped).
+        keys = ("loss", "eval_loss") if args.fp16 else ("loss", "grad_norm", "eval_loss")
+        for key in keys:
             value = (logs or {}).get(key)
             if isinstance(value, float) and not math.isfinite(value):
-                raise self.error(state.global_step, key.replace("_", " "))
+                raise self.error(state.global_step, "the " + key.replace("_", " "))
 
     def error(self, step: int, what: str) -> NonFiniteError:
         checkpoint = self.last_checkpoint()
@@ -48,22 +51,34 @@ class NonFiniteGuard(TrainerCallback):
             f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint was saved before it"
         )
         return NonFiniteError(
-            f"training stopped at step {step}: the {what} is NaN or infinite. Nothing non-finite was saved; "
-            f"{kept}. Try a lower train.learning_rate (now {self.learning_rate:g}), model.dtype: bfloat16 "
-            "instead of float16, a smaller train.max_grad_norm, or look for extreme values in the data."
+            f"training stopped at step {step}: {what} is NaN or infinite. Nothing non-finite was saved; "
+            f"{kept}. Start again (--overwrite, or another --output-dir) with a lower train.learning_rate "
+            f"(now {self.learning_rate:g}), model.dtype: bfloat16 instead of float16, or a smaller "
+            "train.max_grad_norm, or look for extreme values in the data."
         )
 
 
 class SealCheckpoints(TrainerCallback):
-    """After the Trainer writes a checkpoint: flush and seal it, then rotate the old ones."""
+    """After the Trainer writes a checkpoint: refuse it if a trained weight is not finite (a weight can
+    overflow while its gradient is still finite), else flush and seal it, then rotate the old ones."""
 
-    def __init__(self, keep: int | None):
+    def __init__(self, keep: int | None, guard: NonFiniteGuard):
         self.keep = keep
+        self.guard = guard
 
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            seal(Path(args.output_dir) / f"checkpoint-{state.global_step}")
-            rotate(Path(args.output_dir), self.keep)
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if model is not None and not all_trained_finite(model):
+            shutil.rmtree(checkpoint, ignore_errors=True)
+            raise self.guard.error(state.global_step, "a trained weight")
+        seal(checkpoint)
+        rotate(Path(args.output_dir), self.keep)
+
+
+def all_trained_finite(model: torch.nn.Module) -> bool:
+    return all(torch.isfinite(p).all() for p in model.parameters() if p.requires_grad)
 
 
 class GracefulStop(TrainerCallback):

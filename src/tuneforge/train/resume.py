@@ -21,10 +21,11 @@ def saved_train_section(run: RunDir) -> dict:
     return (yaml.safe_load(run.config.read_text()) or {}).get("train", {}) if run.config.is_file() else {}
 
 
-def check_resumable(run: RunDir, config: RunConfig) -> None:
-    """Before any work: the config matches the run's, and a finished run is only resumed to train longer."""
+def check_resumable(run: RunDir, config: RunConfig) -> list[str]:
+    """Before any work: the config matches the run's, and a finished run is only resumed to train longer.
+    Returns notes on what an allowed change does."""
     if not run.config.is_file():
-        return
+        return []
     saved = yaml.safe_load(run.config.read_text()) or {}
     current = yaml.safe_load(config_to_yaml(config))
     changed = [
@@ -45,6 +46,12 @@ def check_resumable(run: RunDir, config: RunConfig) -> None:
             f"{run.root} already finished (step {step}); there is nothing to resume. To train longer, raise "
             "train.max_steps or train.epochs with --resume; to start again, use --overwrite."
         )
+    return [
+        f"train.{key} changed from {saved['train'].get(key)} to {current['train'][key]}: the learning-rate "
+        "schedule is recomputed for the new length, so the result differs from a run set up that way at the start"
+        for key in ("max_steps", "epochs")
+        if saved.get("train", {}).get(key) != current["train"][key]
+    ]
 
 
 def trains_longer(saved_train: dict, config: RunConfig, run: RunDir) -> bool:

@@ -12,11 +12,13 @@ run_finetune(load_config("examples/quickstart.yaml"), "runs/quickstart")
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.table import Table
 from transformers import TrainerCallback, set_seed
@@ -28,18 +30,18 @@ from tuneforge.data.preflight import enforce
 from tuneforge.data.prepare import PreparedData, prepare_data
 from tuneforge.data.report import show_data, show_preflight
 from tuneforge.errors import TuneforgeError
-from tuneforge.model.build import ModelBundle, build_model, save_trained
+from tuneforge.model.build import ModelBundle, build_model, load_trained, save_trained
 from tuneforge.model.load import context_length
 from tuneforge.model.report import show_parameters
-from tuneforge.run.checkpoints import latest_complete, newest_complete
+from tuneforge.run.checkpoints import newest_complete, remove_incomplete, resume_point, step_of
 from tuneforge.run.directory import RunDir
-from tuneforge.run.lock import RunLock
-from tuneforge.run.manifest import now, read_manifest, resume_record, start_fields, write_manifest
+from tuneforge.run.lock import RunLock, main_process
+from tuneforge.run.manifest import ENDED, now, read_manifest, resume_record, start_fields, write_manifest
 from tuneforge.run.metrics import keep_metrics_up_to, read_metrics
 from tuneforge.run.plots import plot_loss
 from tuneforge.train.callbacks import MetricsFileCallback, RichProgressCallback
-from tuneforge.train.guards import GracefulStop, NonFiniteGuard, SealCheckpoints
-from tuneforge.train.resume import check_resumable, check_same_data
+from tuneforge.train.guards import GracefulStop, NonFiniteGuard, SealCheckpoints, all_trained_finite
+from tuneforge.train.resume import check_resumable, check_same_data, saved_train_section
 from tuneforge.train.trainer import build_trainer, training_arguments, use_packing
 
 
@@ -50,6 +52,13 @@ class FinetuneResult:
     eval_after: dict | None
     global_step: int
     interrupted: str | None = None  # the signal that stopped the run; a checkpoint holds its progress
+
+
+@dataclass
+class Resume:
+    checkpoint: Path
+    incomplete: list[tuple[Path, str]]  # newer checkpoints cut off by a crash, removed once the resume starts
+    trained_out: bool  # every step was trained before the crash: only finishing (evaluate, save) is left
 
 
 def run_finetune(
@@ -65,29 +74,43 @@ def run_finetune(
     run = RunDir(Path(run_dir))
     run.check_target(resume=resume, overwrite=overwrite)
     if resume:
-        check_resumable(run, config)
-    with RunLock(run.root, notice=console.print) as lock:
-        try:
-            checkpoint = resume_point(run, console) if resume else None
+        for warning in check_resumable(run, config):
+            console.print(f"[yellow]note:[/] {warning}")
+    stop = GracefulStop(notice=console.print)
+    with RunLock(run.root, notice=console.print) if main_process() else nullcontext() as lock:
+        try:  # everything that can fail on bad input, before the run directory changes
+            resuming = find_resume(run, config) if resume else None
             bundle, data = prepare(config, console)
             if resume:
                 check_same_data(run, data.file_hashes)
+            trainer = assemble_trainer(config, bundle, data, run, [stop, *extra_callbacks], console)
         except BaseException:
-            lock.release(remove_dir=lock.created_dir)  # nothing of value was written
+            if lock is not None:
+                lock.release(remove_dir=lock.created_dir)  # nothing of value was written
             raise
-        if overwrite:
-            run.clear()
-        start_manifest(run, config, data, checkpoint)
-        return train(config, run, bundle, data, checkpoint, [*extra_callbacks], console)
+        if main_process():
+            if resuming:
+                remove_incomplete(resuming.incomplete, console.print)
+                keep_metrics_up_to(run.metrics, step_of(resuming.checkpoint))
+                console.print(f"resuming from [bold]{resuming.checkpoint}[/]", soft_wrap=True)
+            if overwrite:
+                run.clear()
+            start_manifest(run, config, data, resuming.checkpoint if resuming else None)
+        with stop:  # Ctrl-C / SIGTERM from here to the end: a clean stop, never half a file
+            return train(config, run, bundle, data, trainer, resuming, stop, console)
 
 
-def resume_point(run: RunDir, console: Console) -> Path:
-    checkpoint = latest_complete(run.checkpoints, console.print)
+def find_resume(run: RunDir, config: RunConfig) -> Resume:
+    """Reads only: a refused resume leaves the run as it was."""
+    checkpoint, incomplete = resume_point(run.checkpoints)
     if checkpoint is None:
         raise TuneforgeError(f"--resume: no complete checkpoint under {run.checkpoints}")
-    keep_metrics_up_to(run.metrics, int(checkpoint.name.split("-")[-1]))
-    console.print(f"resuming from [bold]{checkpoint}[/]", soft_wrap=True)
-    return checkpoint
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    saved_epochs = saved_train_section(run).get("epochs")
+    target = config.train.max_steps or (
+        state.get("max_steps") if config.train.epochs == saved_epochs else None
+    )
+    return Resume(checkpoint, incomplete, trained_out=target is not None and step_of(checkpoint) >= target)
 
 
 def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedData]:
@@ -105,9 +128,8 @@ def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedD
 def start_manifest(run: RunDir, config: RunConfig, data: PreparedData, checkpoint: Path | None) -> None:
     run.config.write_text(config_to_yaml(config))
     if checkpoint is not None:  # the original start fields stay; the resume is recorded beside them
-        write_manifest(
-            run.manifest, resume_record(checkpoint, read_manifest(run.manifest).get("resumes", []))
-        )
+        resumes = read_manifest(run.manifest).get("resumes", [])
+        write_manifest(run.manifest, resume_record(checkpoint, resumes), drop=ENDED)
         return
     rows = {"train": data.train_stats.kept, "eval": data.eval_stats.kept if data.eval_stats else 0}
     start = start_fields(data.file_hashes, rows, config.train.seed)
@@ -119,46 +141,56 @@ def train(
     run: RunDir,
     bundle: ModelBundle,
     data: PreparedData,
-    checkpoint: Path | None,
-    extra: list[TrainerCallback],
+    trainer,
+    resuming: Resume | None,
+    stop: GracefulStop,
     console: Console,
 ) -> FinetuneResult:
-    with GracefulStop(notice=console.print) as stop:
-        trainer = assemble_trainer(config, bundle, data, run, [stop, *extra], console)
-        try:
-            before = None
-            if data.eval is not None and config.train.eval_before_training and checkpoint is None:
-                before = trainer.evaluate()
-            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        except KeyboardInterrupt:
-            stopped = {"status": "interrupted", "stopped": now(), "global_step": trainer.state.global_step}
-            write_manifest(run.manifest, stopped)
-            raise
-        except BaseException as exc:
-            error = str(exc) if isinstance(exc, TuneforgeError) else f"{type(exc).__name__}: {exc}"
-            write_manifest(run.manifest, {"status": "failed", "stopped": now(), "error": error})
-            raise
-    step = trainer.state.global_step
-    if stop.requested:
-        write_manifest(run.manifest, {"status": "interrupted", "stopped": now(), "global_step": step})
-        return FinetuneResult(run.root, before, None, step, interrupted=stop.requested)
-    after = final_evaluation(trainer) if data.eval is not None else None
-    before = before or first_eval(run)
-    show_before_after(console, before, after)
-    save_adapter(bundle, run)
-    plot_loss(run.metrics, run.loss_plot, title=f"{config.model.name_or_path} · {config.lora.method}")
-    write_manifest(run.manifest, {"status": "finished", "finished": now(), "global_step": step})
+    before = None
+    try:
+        if data.eval is not None and config.train.eval_before_training and resuming is None:
+            before = trainer.evaluate()
+        if stop.requested:  # during the baseline evaluation: nothing trained, nothing to resume
+            write_manifest(run.manifest, {"status": "interrupted", "stopped": now(), "global_step": 0})
+            return FinetuneResult(run.root, before, None, 0, interrupted=stop.requested)
+        if resuming and resuming.trained_out:  # the transformers Trainer would train one step too many
+            load_trained(bundle.model, resuming.checkpoint)
+            step = step_of(resuming.checkpoint)
+        else:
+            trainer.train(resume_from_checkpoint=str(resuming.checkpoint) if resuming else None)
+            step = trainer.state.global_step
+            if stop.requested and step < trainer.state.max_steps:
+                write_manifest(run.manifest, {"status": "interrupted", "stopped": now(), "global_step": step})
+                return FinetuneResult(run.root, before, None, step, interrupted=stop.requested)
+        after = final_evaluation(trainer, step) if data.eval is not None else None
+        before = before or first_eval(run)
+        show_before_after(console, before, after)
+        if main_process():
+            save_adapter(bundle, run)
+            plot_loss(run.metrics, run.loss_plot, title=f"{config.model.name_or_path} · {config.lora.method}")
+            write_manifest(run.manifest, {"status": "finished", "finished": now(), "global_step": step})
+    except KeyboardInterrupt:
+        stopped = {"status": "interrupted", "stopped": now(), "global_step": trainer.state.global_step}
+        write_manifest(run.manifest, stopped)
+        raise
+    except BaseException as exc:
+        error = str(exc) if isinstance(exc, TuneforgeError) else f"{type(exc).__name__}: {exc}"
+        write_manifest(run.manifest, {"status": "failed", "stopped": now(), "error": error})
+        raise
     console.print(f"[bold green]done[/]: {run.root}")
     return FinetuneResult(run.root, before, after, step)
 
 
 def save_adapter(bundle: ModelBundle, run: RunDir) -> None:
-    trained = bundle.model.named_parameters()
-    bad = [name for name, p in trained if p.requires_grad and not torch.isfinite(p).all()]
-    if bad:  # the guard stops before a non-finite step; this is the last line of defence
-        raise TuneforgeError(f"not saving the adapter: {len(bad)} trained tensors are not finite ({bad[0]})")
-    save_trained(bundle.model, run.adapter)
-    bundle.tokenizer.save_pretrained(run.adapter)  # carries the exact chat template used in training
+    """Written beside, then swapped in: a crash leaves the previous adapter or none, never half of one."""
+    if not all_trained_finite(bundle.model):  # the guards stop before this; the last line of defence
+        raise TuneforgeError("not saving the adapter: some trained weights are not finite")
+    staging = run.root / ".adapter.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    save_trained(bundle.model, staging)
+    bundle.tokenizer.save_pretrained(staging)  # carries the exact chat template used in training
+    shutil.rmtree(run.adapter, ignore_errors=True)
+    staging.rename(run.adapter)
 
 
 def assemble_trainer(
@@ -176,16 +208,17 @@ def assemble_trainer(
         has_eval=data.eval is not None,
         report_to=list(config.log.report_to),
     )
+    guard = NonFiniteGuard(config.train.learning_rate, lambda: newest_complete(run.checkpoints))
     callbacks: list[TrainerCallback] = [
         MetricsFileCallback(run.metrics),
         RichProgressCallback(console),
-        SealCheckpoints(config.train.save_total_limit),
-        NonFiniteGuard(config.train.learning_rate, lambda: newest_complete(run.checkpoints)),
+        guard,
+        SealCheckpoints(config.train.save_total_limit, guard),
     ]
     if config.log.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(str(run.tensorboard))))
+        tensorboard = TensorBoardCallback()  # opens its writer when training starts, after any --overwrite
+        tensorboard.logging_dir = str(run.tensorboard)
+        callbacks.append(tensorboard)
     return build_trainer(
         bundle.model,
         args,
@@ -197,10 +230,10 @@ def assemble_trainer(
     )
 
 
-def final_evaluation(trainer) -> dict:
+def final_evaluation(trainer, step: int) -> dict:
     """Evaluate at the last step unless the periodic evaluation just did."""
     history = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
-    if history and history[-1].get("step") == trainer.state.global_step:
+    if history and history[-1].get("step") == step:
         return history[-1]
     return trainer.evaluate()
 
