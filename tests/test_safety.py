@@ -93,7 +93,10 @@ class InfiniteWeightAt(TrainerCallback):
 def test_a_checkpoint_with_a_non_finite_weight_is_never_sealed(tiny_models, demo_files, tmp_path):
     # No evaluation: it would see the infinite weight first (and stop the run just the same).
     config = quick_config(
-        tiny_models("llama"), demo_files[0], data={"eval_fraction": 0}, train={"max_steps": 6, "save_steps": 2}
+        tiny_models("llama"),
+        demo_files[0],
+        data={"eval_fraction": 0},
+        train={"max_steps": 6, "save_steps": 2},
     )
     with pytest.raises(NonFiniteError, match="step 4: a trained weight is NaN or infinite"):
         run_finetune(config, tmp_path / "run", extra_callbacks=[InfiniteWeightAt(4)])
