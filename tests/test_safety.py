@@ -178,3 +178,11 @@ def test_remote_code_saved_in_a_run_needs_the_users_own_flag(tiny_models, demo_f
         ["generate", str(tmp_path / "run"), "--prompt", "hi", "--trust-remote-code", "--max-new-tokens", "2"],
     )
     assert allowed.exit_code == 0, allowed.output
+
+
+def test_overwrite_keeps_the_users_own_files(tiny_models, demo_files, tmp_path):
+    config = quick_config(tiny_models("llama"), *demo_files, train={"max_steps": 1})
+    run_finetune(config, tmp_path / "run")
+    (tmp_path / "run" / "NOTES.md").write_text("what I tried")
+    run_finetune(config, tmp_path / "run", overwrite=True)
+    assert (tmp_path / "run" / "NOTES.md").read_text() == "what I tried"
