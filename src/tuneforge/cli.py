@@ -114,12 +114,17 @@ def generate(
         False, "--base-only", help="Use the base model without the adapter (baseline)."
     ),
     show: int = typer.Option(0, "--show", help="With --output, also print the first N rows."),
+    batch_size: int = typer.Option(8, help="Prompts generated together (grouped by length)."),
+    sample: bool = typer.Option(False, "--sample", help="Sample instead of greedy decoding."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature (with --sample)."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass (with --sample)."),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow the model code a run's config asks to run."
     ),
 ) -> None:
     """Generate with the run's model; with --input rows that hold their answer, report exact match."""
-    from tuneforge.infer.generate import exact_match
+    from tuneforge.eval.metrics import exact_match
+    from tuneforge.infer.generate import Decoding
     from tuneforge.infer.generate import generate as generate_texts
     from tuneforge.infer.inputs import plain_prompt, prompts_from_file
     from tuneforge.infer.load import load_run
@@ -134,7 +139,8 @@ def generate(
         data = loaded.config.data
         rows = [plain_prompt(p, data) for p in prompt]
         rows += prompts_from_file(input_path, data, loaded.data_format) if input_path else []
-        texts = generate_texts(loaded, [row.messages for row in rows], max_new_tokens=max_new_tokens)
+        decoding = Decoding(max_new_tokens, batch_size, sample, temperature, top_p)
+        texts = generate_texts(loaded, [row.messages for row in rows], decoding, console)
         if output_path:
             lines = [
                 json.dumps({**row.row, "generation": text}, default=str) for row, text in zip(rows, texts)
@@ -146,9 +152,9 @@ def generate(
             console.print(f"[bold]>>> {row.messages[-1]['content']}[/]\n{text}{expected}", highlight=False)
         references = [row.reference for row in rows]
         if all(reference is not None for reference in references):
-            score = exact_match(texts, references)
+            score = exact_match(texts, [[r] for r in references])
             console.print(
-                f"exact match: [bold]{score:.1%}[/] of {len(rows)} ({'base' if base_only else 'fine-tuned'})"
+                f"exact match: [bold]{score:.1f}%[/] of {len(rows)} ({'base' if base_only else 'fine-tuned'})"
             )
 
 
@@ -205,6 +211,85 @@ def plan(
             print(json.dumps(asdict(result), indent=2))
         else:
             show_plan(console, result)
+
+
+@app.command("eval")
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A finished run directory."),
+    data_path: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Rows to score instead of the run's own eval split (the run's data mapping applies).",
+    ),
+    metrics: list[str] = typer.Option(
+        [],
+        "--metrics",
+        help="Override eval.metrics: exact_match, normalized_exact_match, rouge1, rouge2, rougeL, "
+        "bleu, chrf (repeatable).",
+    ),
+    compare_base: bool = typer.Option(
+        False, "--compare-base", help="Also score the base model, same prompts."
+    ),
+    checkpoints: bool = typer.Option(False, "--checkpoints", help="Also score every saved checkpoint."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    set_: list[str] = typer.Option([], "--set", help="Override an eval key: --set eval.max_new_tokens=64."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow the model code a run's config asks to run."
+    ),
+) -> None:
+    """Held-out loss and generation metrics of a run; base vs tuned; per checkpoint; report in RUN_DIR/eval/."""
+    from tuneforge.config.schema import METRIC_NAMES
+    from tuneforge.eval.evaluate import evaluate_run, results_json, save_results
+    from tuneforge.eval.report import show_evaluation, write_report
+    from tuneforge.run.directory import RunDir
+
+    with user_errors():
+        unknown = [m for m in metrics if m not in METRIC_NAMES]
+        if unknown:
+            raise TuneforgeError(f"--metrics {unknown[0]!r}: choose from {', '.join(METRIC_NAMES)}")
+        run = RunDir(run_dir)
+        evaluation = evaluate_run(
+            run_dir,
+            data_file=data_path,
+            metrics=metrics or None,
+            compare_base=compare_base,
+            checkpoints=checkpoints,
+            trust_remote_code=trust_remote_code,
+            console=None if as_json else console,
+            overrides=set_,
+        )
+        save_results(evaluation, run.evaluation)
+        written = write_report(evaluation, run.metrics, run.evaluation)
+        if as_json:
+            print(json.dumps(results_json(evaluation), indent=2))
+            return
+        show_evaluation(console, evaluation)
+        console.print(f"report: {written[-1]}")
+
+
+@app.command()
+def runs(folder: Path = typer.Argument(Path("runs"), help="A folder of run directories.")) -> None:
+    """A table of the runs in a folder: model, data, method, steps, held-out loss, main metric, status."""
+    from tuneforge.eval.runs import find_runs, show_runs
+
+    with user_errors():
+        show_runs(console, find_runs(folder))
+
+
+@app.command()
+def compare(
+    run_a: Path = typer.Argument(..., help="A run directory."),
+    run_b: Path = typer.Argument(..., help="Another run directory."),
+) -> None:
+    """The config keys that differ between two runs, and their held-out figures side by side."""
+    from tuneforge.eval.runs import show_compare, summarize
+    from tuneforge.run.directory import RunDir
+
+    with user_errors():
+        for path in (run_a, run_b):
+            if not RunDir(path).is_tuneforge_run():
+                raise TuneforgeError(f"{path} is not a tuneforge run directory")
+        show_compare(console, summarize(RunDir(run_a)), summarize(RunDir(run_b)))
 
 
 class user_errors:  # noqa: N801 - used as a context manager, reads like a statement

@@ -52,6 +52,19 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         ) from None
 
 
+def with_overrides(
+    config: RunConfig, overrides: list[str], allowed: tuple[str, ...], source: str
+) -> RunConfig:
+    """A saved run's config with `--set` overrides applied to the sections a command may change."""
+    for override in overrides:
+        if override.split(".", 1)[0] not in allowed:
+            raise TuneforgeError(f"--set {override!r}: here only {', '.join(allowed)} keys may be set")
+    raw = config.model_dump(mode="json")
+    for override in overrides:
+        apply_override(raw, override)
+    return validate_config(raw, source=source)
+
+
 def validate_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(raw)

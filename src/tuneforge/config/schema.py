@@ -263,6 +263,15 @@ class TrainConfig(Section):
     eval_before_training: bool = Field(
         True, description="Measure held-out loss before the first step (baseline)."
     )
+    best_metric: Literal["loss"] | MetricName | None = Field(
+        None,
+        description="Track the best checkpoint by held-out loss or a generation metric (needs "
+        "eval.during_training); it is never rotated away.",
+    )
+    keep_best: bool = Field(
+        False,
+        description="Make the final adapter the best checkpoint's, not the last step's (needs best_metric).",
+    )
     seed: int = Field(42, description="Seed for initialisation, dropout and data order.")
 
     @field_validator("max_length")
@@ -271,6 +280,33 @@ class TrainConfig(Section):
         if isinstance(value, int) and value < 8:
             raise ValueError("must be auto or at least 8 tokens")
         return value
+
+
+MetricName = Literal["exact_match", "normalized_exact_match", "rouge1", "rouge2", "rougeL", "bleu", "chrf"]
+METRIC_NAMES: tuple[str, ...] = MetricName.__args__
+
+
+class EvalConfig(Section):
+    metrics: Literal["auto"] | list[MetricName] = Field(
+        "auto",
+        description="Generation metrics (0-100). auto: exact_match, normalized_exact_match and chrf when the "
+        "answers are short (median of at most 10 words), else rouge1, rouge2, rougeL and bleu; none for "
+        "plain-text data.",
+    )
+    max_new_tokens: int = Field(128, ge=1, description="Longest generated answer.")
+    batch_size: int = Field(8, ge=1, description="Prompts generated together (grouped by length).")
+    max_rows: int | None = Field(None, ge=1, description="Score only the first N held-out rows (speed).")
+    do_sample: bool = Field(False, description="Sample instead of greedy decoding (greedy is reproducible).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature (do_sample only).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass (do_sample only).")
+    seed: int = Field(42, description="Seed for sampling.")
+    during_training: bool = Field(
+        False,
+        description="Also generate on a fixed sample of held-out rows at every evaluation and log the metrics "
+        "beside the losses (costs a generation pass; off by default, slow on CPU).",
+    )
+    sample_size: int = Field(32, ge=1, description="Held-out rows generated during training.")
+    report_samples: int = Field(10, ge=0, description="Side-by-side samples shown in the report.")
 
 
 class LogConfig(Section):
@@ -287,6 +323,7 @@ class RunConfig(Section):
     data: DataConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     run_dir: str | None = Field(
         None, description="Where the run is written; default runs/<config file name>."
     )
@@ -296,5 +333,15 @@ class RunConfig(Section):
         if self.quant.mode != "none" and self.lora.method == "full":
             raise ValueError(
                 f"quant.mode={self.quant.mode} needs lora.method=lora: quantized weights cannot be trained in full"
+            )
+        train = self.train
+        if train.keep_best and train.best_metric is None:
+            raise ValueError("train.keep_best needs train.best_metric (loss, or a generation metric)")
+        if train.best_metric not in (None, "loss") and not self.eval.during_training:
+            raise ValueError(f"train.best_metric={train.best_metric} needs eval.during_training: true")
+        if train.best_metric is not None and train.save_steps % train.eval_steps:
+            raise ValueError(
+                f"train.best_metric compares evaluations at checkpoints: train.save_steps ({train.save_steps}) "
+                f"must be a multiple of train.eval_steps ({train.eval_steps})"
             )
         return self

@@ -36,6 +36,8 @@ class PreparedData:
     file_hashes: dict[Path, str]  # sha256 of every local file read, for the cache key and the manifest
     preflight: list[CheckResult] = field(default_factory=list)
     cache_hit: bool = False
+    # The held-out rows as conversations (or documents): saved with the run, so evaluation scores exactly them.
+    eval_items: list = field(default_factory=list)
 
     @property
     def max_length(self) -> int:
@@ -77,6 +79,8 @@ def prepare_data(
         has_prompts=fmt != "text",
         separate_eval_file=bool(data.eval_path),
     )
+    to_input = row_formatter(fmt, view)
+    eval_items = [to_input(row) for row in raw.eval] if raw.eval is not None else []
     return PreparedData(
         train,
         eval_set,
@@ -87,6 +91,7 @@ def prepare_data(
         file_hashes,
         checks,
         cached is not None,
+        eval_items,
     )
 
 

@@ -91,10 +91,13 @@ def remove_incomplete(incomplete: list[tuple[Path, str]], notice: Callable[[str]
         shutil.rmtree(checkpoint)
 
 
-def rotate(root: Path, keep: int | None) -> None:
-    """Delete the oldest complete checkpoints beyond `keep`; the newest complete one always stays."""
+def rotate(root: Path, keep: int | None, protect: Path | None = None) -> None:
+    """Delete the oldest complete checkpoints beyond `keep`. The newest complete one always stays, and so
+    does `protect` (the best checkpoint, when a best metric is tracked)."""
     if keep is None:
         return
     complete = [c for c in checkpoint_dirs(root) if problem(c) is None]
-    for old in complete[: max(len(complete) - keep, 0)]:
+    protected = protect.resolve() if protect else None
+    removable = [c for c in complete[:-1] if c.resolve() != protected]
+    for old in removable[: max(len(complete) - keep, 0)]:
         shutil.rmtree(old)

@@ -63,6 +63,16 @@ class RunDir:
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
 
+    @property
+    def eval_split(self) -> Path:
+        """The held-out rows as conversations, written at the start: `tuneforge eval` scores these."""
+        return self.root / "eval_split.jsonl"
+
+    @property
+    def evaluation(self) -> Path:
+        """`tuneforge eval`'s results and report."""
+        return self.root / "eval"
+
     def is_tuneforge_run(self) -> bool:
         manifest = read_manifest(self.manifest)
         return manifest.get("tool") == "tuneforge" or "tuneforge" in manifest.get("versions", {})

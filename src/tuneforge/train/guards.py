@@ -74,7 +74,8 @@ class SealCheckpoints(TrainerCallback):
             shutil.rmtree(checkpoint, ignore_errors=True)
             raise self.guard.error(state.global_step, "a trained weight")
         seal(checkpoint)
-        rotate(Path(args.output_dir), self.keep)
+        best = state.best_model_checkpoint
+        rotate(Path(args.output_dir), self.keep, protect=Path(best) if best else None)
 
 
 def all_trained_finite(model: torch.nn.Module) -> bool:

@@ -33,7 +33,9 @@ def check_resumable(run: RunDir, config: RunConfig) -> list[str]:
         for section, values in current.items()
         if isinstance(values, dict)
         for key, value in values.items()
-        if saved.get(section, {}).get(key) != value and not (section == "train" and key in RESUMABLE_CHANGES)
+        if saved.get(section, {}).get(key) != value
+        and not (section == "train" and key in RESUMABLE_CHANGES)
+        and section != "eval"  # how a run is scored, not what it trains
     ]
     if changed:
         raise TuneforgeError(

@@ -30,11 +30,14 @@ from tuneforge.data.preflight import enforce
 from tuneforge.data.prepare import PreparedData, prepare_data
 from tuneforge.data.report import show_data, show_preflight
 from tuneforge.errors import TuneforgeError
+from tuneforge.eval.scoring import GenerationScorer
+from tuneforge.infer.generate import Decoding
 from tuneforge.model.build import ModelBundle, build_model, load_trained, save_trained
 from tuneforge.model.load import context_length
 from tuneforge.model.report import show_parameters
 from tuneforge.run.checkpoints import newest_complete, remove_incomplete, resume_point, step_of
 from tuneforge.run.directory import RunDir
+from tuneforge.run.files import write_atomically
 from tuneforge.run.lock import RunLock, main_process
 from tuneforge.run.manifest import ENDED, now, read_manifest, resume_record, start_fields, write_manifest
 from tuneforge.run.metrics import keep_metrics_up_to, read_metrics
@@ -134,6 +137,13 @@ def start_manifest(run: RunDir, config: RunConfig, data: PreparedData, checkpoin
     rows = {"train": data.train_stats.kept, "eval": data.eval_stats.kept if data.eval_stats else 0}
     start = start_fields(data.file_hashes, rows, config.train.seed)
     write_manifest(run.manifest, {**start, "max_length": data.max_length, "data_format": data.format})
+    write_eval_split(run.eval_split, data.eval_items)
+
+
+def write_eval_split(path: Path, items: list) -> None:
+    """messages rows (the final assistant turn is the reference), or text rows for plain documents."""
+    lines = [json.dumps({"text": item} if isinstance(item, str) else {"messages": item}) for item in items]
+    write_atomically(path, "".join(line + "\n" for line in lines))
 
 
 def train(
@@ -168,7 +178,11 @@ def train(
         if main_process():
             save_adapter(bundle, run)
             plot_loss(run.metrics, run.loss_plot, title=f"{config.model.name_or_path} · {config.lora.method}")
-            write_manifest(run.manifest, {"status": "finished", "finished": now(), "global_step": step})
+            best_path = trainer.state.best_model_checkpoint
+            best = {"best_checkpoint": Path(best_path).name} if best_path else {}
+            write_manifest(
+                run.manifest, {"status": "finished", "finished": now(), "global_step": step, **best}
+            )
     except KeyboardInterrupt:
         stopped = {"status": "interrupted", "stopped": now(), "global_step": trainer.state.global_step}
         write_manifest(run.manifest, stopped)
@@ -227,7 +241,19 @@ def assemble_trainer(
         pad_token_id=bundle.tokenizer.pad_token_id,
         callbacks=[*callbacks, *extra],
         packing=use_packing(config.train),
+        scorer=training_scorer(config, bundle, data),
     )
+
+
+def training_scorer(config: RunConfig, bundle: ModelBundle, data: PreparedData):
+    """Generation metrics at every evaluation, on a fixed sample of held-out rows (eval.during_training)."""
+    settings = config.eval
+    conversations = [item for item in data.eval_items if isinstance(item, list)][: settings.sample_size]
+    if not settings.during_training or not conversations:
+        return None
+    decoding = Decoding(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size)
+    metrics = None if settings.metrics == "auto" else list(settings.metrics)
+    return GenerationScorer(bundle.tokenizer, conversations, metrics, decoding)
 
 
 def final_evaluation(trainer, step: int) -> dict:

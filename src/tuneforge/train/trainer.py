@@ -45,7 +45,18 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
 
 
 class SftTrainer(Trainer):
-    """The Trainer with a resumable length-grouped order (see EpochSeededLengthGroupedSampler)."""
+    """The Trainer with a resumable length-grouped order (see EpochSeededLengthGroupedSampler) and,
+    optionally, generation metrics added to every evaluation (`scorer`: model -> {name: value})."""
+
+    scorer = None
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if self.scorer is not None:
+            generated = {f"{metric_key_prefix}_{k}": v for k, v in self.scorer(self.model).items()}
+            self.log(generated)  # into metrics.jsonl and the trackers, beside the loss
+            metrics.update(generated)  # where the Trainer looks for train.best_metric
+        return metrics
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -90,6 +101,9 @@ def training_arguments(
         logging_steps=train.logging_steps,
         logging_first_step=True,
         logging_nan_inf_filter=False,  # a NaN loss must show (and stop the run), not be averaged away
+        metric_for_best_model=None if train.best_metric is None else f"eval_{train.best_metric}",
+        greater_is_better=train.best_metric not in (None, "loss"),
+        load_best_model_at_end=train.keep_best,
         seed=train.seed,
         bf16=cuda and dtype == torch.bfloat16,
         fp16=cuda and dtype == torch.float16,
@@ -113,6 +127,7 @@ def build_trainer(
     pad_token_id: int,
     callbacks: list[TrainerCallback],
     packing: bool = False,
+    scorer=None,
 ) -> Trainer:
     if packing:
         # One row per batch, position ids restarting at each sample: transformers builds a block-diagonal
@@ -129,4 +144,5 @@ def build_trainer(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # our rich progress replaces the raw dict printer
+    trainer.scorer = scorer
     return trainer
