@@ -17,16 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,app,serve]"
 	touch $(STAMP)
 
-# The quickstart, step by step as a user would type it: model, data, train, then generate on held-out
-# requests without (--base-only) and with the adapter. Exact match = the command is right to the letter.
+# The quickstart, step by step as a user would type it: model, data, train, a few generations, then the
+# evaluation of the held-out requests, base vs tuned. Exact match = the command is right to the letter.
 demo: setup
 	$(BIN)/python -m tuneforge_dev.tiny_model models/tiny-llama --arch llama
 	$(BIN)/python -m tuneforge_dev.demo_data data/demo
 	HF_HUB_OFFLINE=1 $(BIN)/tuneforge train examples/quickstart.yaml --overwrite
 	HF_HUB_OFFLINE=1 $(BIN)/tuneforge generate runs/quickstart --input data/demo/eval.jsonl \
-	  --output runs/quickstart/eval_base.jsonl --base-only --max-new-tokens 24
-	HF_HUB_OFFLINE=1 $(BIN)/tuneforge generate runs/quickstart --input data/demo/eval.jsonl \
 	  --output runs/quickstart/eval_finetuned.jsonl --max-new-tokens 24 --show 5
+	HF_HUB_OFFLINE=1 $(BIN)/tuneforge eval runs/quickstart --compare-base
 
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -rs; rc=$$?; \

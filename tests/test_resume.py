@@ -200,6 +200,8 @@ def test_a_signal_during_the_baseline_evaluation_stops_before_any_step(tiny_mode
 
 def test_the_cli_prints_the_resume_command_after_a_signal(tiny_models, rows, tmp_path):
     config = config_for(tiny_models, rows, True)
+    # Long enough that the signal lands mid-training however slowly this test polls on a loaded machine.
+    config = config.model_copy(update={"train": config.train.model_copy(update={"max_steps": 2000})})
     path = tmp_path / "c.yaml"
     path.write_text(config_to_yaml(config))
     command = [

@@ -233,6 +233,13 @@ def evaluate(
     checkpoints: bool = typer.Option(False, "--checkpoints", help="Also score every saved checkpoint."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     set_: list[str] = typer.Option([], "--set", help="Override an eval key: --set eval.max_new_tokens=64."),
+    lm_eval: str | None = typer.Option(
+        None, "--lm-eval", help="Also run lm-evaluation-harness tasks (comma-separated) on the tuned model."
+    ),
+    lm_eval_include: Path | None = typer.Option(
+        None, "--lm-eval-include", help="A folder of your own task YAMLs."
+    ),
+    lm_eval_limit: int | None = typer.Option(None, "--lm-eval-limit", help="At most N examples per task."),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow the model code a run's config asks to run."
     ),
@@ -258,6 +265,13 @@ def evaluate(
             console=None if as_json else console,
             overrides=set_,
         )
+        if lm_eval:
+            from tuneforge.eval.harness import run_lm_eval
+            from tuneforge.infer.load import load_run
+
+            loaded = load_run(run_dir, trust_remote_code=trust_remote_code)
+            tasks = [t.strip() for t in lm_eval.split(",") if t.strip()]
+            evaluation.benchmarks = run_lm_eval(loaded, tasks, include=lm_eval_include, limit=lm_eval_limit)
         save_results(evaluation, run.evaluation)
         written = write_report(evaluation, run.metrics, run.evaluation)
         if as_json:

@@ -1,4 +1,8 @@
-"""Eval stage (to come, issue "Evaluation and reports"): held-out loss and generation metrics of a run,
-base-vs-tuned comparison and reports. It prompts the model through `tuneforge.infer` and the data
-stage's encoder; nothing in it renders or tokenizes prompts itself. Empty until that issue lands.
+"""Eval stage: did fine-tuning help on the user's own task, by how much, and which run or checkpoint is best.
+
+Owns the generation metrics (`metrics`: rouge-score, sacrebleu, exact match), the held-out rows and their
+answer loss (`heldout`), `tuneforge eval` (`evaluate`: tuned vs base vs checkpoints), the report
+(`report`), metrics during training (`scoring`), `tuneforge runs` / `compare` (`runs`) and
+lm-evaluation-harness (`harness`). It prompts the model through `tuneforge.infer` and the data stage's
+encoder; nothing in it renders or tokenizes prompts itself.
 """

@@ -49,6 +49,7 @@ class Evaluation:
     checkpoints: list[Scores] = field(default_factory=list)
     prompts: list[str] = field(default_factory=list, repr=False)
     references: list[str] = field(default_factory=list, repr=False)
+    benchmarks: dict[str, dict] = field(default_factory=dict)  # lm-evaluation-harness, when asked for
 
     @property
     def main_metric(self) -> str | None:
@@ -138,6 +139,7 @@ def results_json(evaluation: Evaluation) -> dict:
         "tuned": scores(evaluation.tuned),
         "base": scores(evaluation.base),
         "checkpoints": [scores(c) for c in evaluation.checkpoints],
+        "benchmarks": evaluation.benchmarks,
     }
 
 

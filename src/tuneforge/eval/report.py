@@ -44,6 +44,8 @@ def show_evaluation(console: Console, evaluation: Evaluation) -> None:
         change = "" if delta is None else f"[{'green' if good else 'red'}]{delta:+.2f}[/]"
         table.add_row(name, "" if base is None else f"{base:.2f}", f"{tuned:.2f}", change)
     console.print(table)
+    if evaluation.benchmarks:
+        console.print(benchmark_table(evaluation.benchmarks))
     if evaluation.checkpoints:
         per_step = Table(title="checkpoints")
         names = ["loss", *evaluation.metric_names]
@@ -52,6 +54,19 @@ def show_evaluation(console: Console, evaluation: Evaluation) -> None:
         for c in evaluation.checkpoints:
             per_step.add_row(c.name, *(f"{figures(c).get(n, float('nan')):.2f}" for n in names))
         console.print(per_step)
+
+
+def benchmark_rows(benchmarks: dict[str, dict]) -> list[tuple[str, str, float]]:
+    return [(task, metric, value) for task, values in benchmarks.items() for metric, value in values.items()]
+
+
+def benchmark_table(benchmarks: dict[str, dict]) -> Table:
+    table = Table(title="lm-evaluation-harness")
+    for column in ("task", "metric", "value"):
+        table.add_column(column)
+    for task, metric, value in benchmark_rows(benchmarks):
+        table.add_row(task, metric, f"{value:.4g}")
+    return table
 
 
 def plot_comparison(evaluation: Evaluation, out: Path) -> Path | None:
@@ -118,6 +133,9 @@ def markdown(evaluation: Evaluation, images: list[Path], samples: int) -> str:
         lines.append(
             f"| {name} | {'' if base is None else f'{base:.2f}'} | {tuned:.2f} | {'' if delta is None else f'{delta:+.2f}'} |"
         )
+    if evaluation.benchmarks:
+        lines += ["", "| task | metric | value |", "| --- | --- | --- |"]
+        lines += [f"| {t} | {m} | {v:.4g} |" for t, m, v in benchmark_rows(evaluation.benchmarks)]
     lines += [""] + [f"![{image.stem}]({image.name})" for image in images] + ["", "## Samples", ""]
     for prompt, reference, tuned, base in sample_rows(evaluation, samples):
         lines += [
@@ -153,6 +171,16 @@ def page(evaluation: Evaluation, images: list[Path], samples: int) -> str:
         f"<tr><td>{esc(p)}</td><td>{esc(r)}</td><td>{esc(b)}</td><td>{esc(t)}</td></tr>"
         for p, r, t, b in sample_rows(evaluation, samples)
     )
+    benchmarks = (
+        "<table><tr><th>task</th><th>metric</th><th>value</th></tr>"
+        + "".join(
+            f"<tr><td>{esc(t)}</td><td>{esc(m)}</td><td>{v:.4g}</td></tr>"
+            for t, m, v in benchmark_rows(evaluation.benchmarks)
+        )
+        + "</table>"
+        if evaluation.benchmarks
+        else ""
+    )
     style = (
         "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #bbb;padding:4px 8px;vertical-align:top;white-space:pre-wrap}"
@@ -162,7 +190,7 @@ def page(evaluation: Evaluation, images: list[Path], samples: int) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(evaluation.run_dir)}</title>"
         f"<style>{style}</style></head><body><h1>Evaluation of {esc(evaluation.run_dir)}</h1>"
         f"<p>{evaluation.rows} held-out rows; metrics 0-100.</p>"
-        f"<table><tr><th></th><th>base</th><th>tuned</th><th>change</th></tr>{cells}</table>{pictures}"
+        f"<table><tr><th></th><th>base</th><th>tuned</th><th>change</th></tr>{cells}</table>{benchmarks}{pictures}"
         f"<h2>Samples</h2><table><tr><th>prompt</th><th>reference</th><th>base</th><th>tuned</th></tr>{rows}</table>"
         "</body></html>\n"
     )
