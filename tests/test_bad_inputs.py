@@ -124,6 +124,13 @@ def damaged_adapter_copy(w: World) -> Path:
     return copy
 
 
+def without_eval_split(w: World) -> Path:
+    copy = w.tmp / "run-no-split"
+    shutil.copytree(w.finished, copy)
+    (copy / "eval_split.jsonl").unlink()
+    return copy
+
+
 def locked_copy(w: World) -> Path:
     """A copy of the run that another live process holds the lock of."""
     import subprocess
@@ -419,6 +426,18 @@ CASES = {
         ["in use by another tuneforge process"],
     ),
     # generate
+    "eval on a run without held-out rows": (
+        lambda w: ["eval", str(without_eval_split(w))],
+        ["no saved eval split", "--data FILE"],
+    ),
+    "eval with an unknown metric": (
+        lambda w: ["eval", str(w.finished), "--metrics", "meteor"],
+        ["--metrics 'meteor'", "rougeL"],
+    ),
+    "eval --set outside the eval section": (
+        lambda w: ["eval", str(w.finished), "--set", "train.max_steps=3"],
+        ["--set 'train.max_steps=3'", "only eval keys"],
+    ),
     "generate on a folder that is not a run": (
         lambda w: ["generate", str(w.tmp), "--prompt", "hi"],
         ["not a finished tuneforge run"],
