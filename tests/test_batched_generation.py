@@ -2,6 +2,7 @@
 generation, token for token, on prompts of very different lengths."""
 
 import pytest
+import torch
 from conftest import needs_shared
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -30,7 +31,12 @@ def check(model_path, batch_size: int):
     model = AutoModelForCausalLM.from_pretrained(model_path).eval()
     ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
     batched = generate_ids(model, prompts, decoding=Decoding(max_new_tokens=20, batch_size=batch_size), **ids)
-    single = generate_ids(model, prompts, decoding=Decoding(max_new_tokens=20, batch_size=1), **ids)
+    # The reference: plain transformers, one prompt at a time, in the given order.
+    single = []
+    for prompt in prompts:
+        with torch.no_grad():
+            out = model.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, **ids)
+        single.append(out[0, len(prompt) :].tolist())
     assert batched == single
     assert sum(len(o) for o in single) > len(prompts), "something was generated"
 
