@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DType = Literal["auto", "float32", "bfloat16", "float16"]
+MetricName = Literal["exact_match", "normalized_exact_match", "rouge1", "rouge2", "rougeL", "bleu", "chrf"]
+METRIC_NAMES: tuple[str, ...] = MetricName.__args__
 BUILTIN_TEMPLATE_NAMES = ("alpaca", "chatml", "mistral", "llama2", "llama3", "phi", "zephyr", "raw")
 
 
@@ -280,10 +282,6 @@ class TrainConfig(Section):
         if isinstance(value, int) and value < 8:
             raise ValueError("must be auto or at least 8 tokens")
         return value
-
-
-MetricName = Literal["exact_match", "normalized_exact_match", "rouge1", "rouge2", "rougeL", "bleu", "chrf"]
-METRIC_NAMES: tuple[str, ...] = MetricName.__args__
 
 
 class EvalConfig(Section):
