@@ -23,7 +23,14 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
-    name_or_path: str = Field(description="Hub id (e.g. mistralai/Mistral-7B-v0.1) or a local model folder.")
+    name_or_path: str = Field(
+        description="Hub id (e.g. mistralai/Mistral-7B-v0.1), a local model folder, or a .gguf file."
+    )
+    gguf_file: str | None = Field(
+        None,
+        description="A GGUF file inside name_or_path to use as the base (dequantized to the compute dtype); "
+        "set for you when name_or_path is a .gguf file.",
+    )
     revision: str | None = Field(None, description="Hub branch, tag or commit; pin it for reproducible runs.")
     dtype: DType = Field(
         "auto",
@@ -37,6 +44,16 @@ class ModelConfig(Section):
         description="Load weights stored only as pickle (pytorch_model.bin). Pickle files can run code when "
         "loaded: enable only for files you trust, or convert them to safetensors.",
     )
+
+    @model_validator(mode="after")
+    def _gguf_path(self) -> ModelConfig:
+        if self.gguf_file is None and self.name_or_path.lower().endswith(".gguf"):
+            path = self.name_or_path.replace("\\", "/")
+            folder, _, name = path.rpartition("/")
+            object.__setattr__(self, "name_or_path", folder or ".")
+            object.__setattr__(self, "gguf_file", name)
+        return self
+
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
         "auto", description="Attention kernel; auto lets transformers pick (SDPA where available)."
     )
@@ -328,6 +345,11 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
+        if self.quant.mode != "none" and self.model.gguf_file is not None:
+            raise ValueError(
+                f"quant.mode={self.quant.mode} with model.gguf_file: a GGUF base is dequantized to the compute "
+                "dtype when it loads; quantize it again with bitsandbytes from its original weights instead"
+            )
         if self.quant.mode != "none" and self.lora.method == "full":
             raise ValueError(
                 f"quant.mode={self.quant.mode} needs lora.method=lora: quantized weights cannot be trained in full"

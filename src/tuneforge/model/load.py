@@ -12,10 +12,18 @@ from pathlib import Path
 import torch
 from accelerate import init_empty_weights
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    GgufConfig,
+    PreTrainedModel,
+)
 
 from tuneforge.config.schema import ModelConfig, QuantConfig
 from tuneforge.errors import TuneforgeError
+from tuneforge.model.gguf import usable_gguf
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -36,25 +44,43 @@ def process_device() -> torch.device:
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def check_model_source(name_or_path: str) -> None:
+def check_model_source(model: ModelConfig) -> None:
+    name_or_path = model.name_or_path
     path = Path(name_or_path).expanduser()
     if name_or_path.startswith((".", "/", "~")) and not path.exists():
         raise TuneforgeError(f"model folder not found: {name_or_path} (model.name_or_path)")
     if path.is_file():
-        kind = "a GGUF file" if path.suffix.lower() == ".gguf" else "a file"
         raise TuneforgeError(
-            f"{name_or_path} is {kind}; model.name_or_path must be a transformers model folder or a hub id "
-            "(for a GGUF model, give the hub id or folder of the model it was converted from)"
+            f"{name_or_path} is a file; model.name_or_path must be a transformers model folder, a hub id or a "
+            ".gguf file"
         )
+    if model.gguf_file is not None:
+        return
     if path.is_dir() and not (path / "config.json").is_file():
+        ggufs = sorted(p.name for p in path.glob("*.gguf"))
+        hint = f" It holds {ggufs[0]}: set model.gguf_file: {ggufs[0]}." if ggufs else ""
         raise TuneforgeError(
-            f"{name_or_path}: no config.json; model.name_or_path must be a transformers model folder"
+            f"{name_or_path}: no config.json; model.name_or_path must be a transformers model folder.{hint}"
         )
+
+
+def source(model: ModelConfig, notice=print) -> dict:
+    """Where and how transformers loads this model: the same for the tokenizer, the config and the weights."""
+    check_model_source(model)
+    found = {"revision": model.revision, "trust_remote_code": model.trust_remote_code}
+    folder = Path(model.name_or_path).expanduser()
+    if model.gguf_file is None:
+        return {"pretrained_model_name_or_path": model.name_or_path, **found}
+    if folder.is_dir():
+        folder = usable_gguf(folder, model.gguf_file, notice)
+    return {"pretrained_model_name_or_path": str(folder), "gguf_file": model.gguf_file, **found}
 
 
 def check_weights(model: ModelConfig) -> dict:
     """Safetensors only, unless the user opts in to pickle; returns from_pretrained's matching argument."""
     path = Path(model.name_or_path).expanduser()
+    if model.gguf_file is not None:  # GGUF is a plain tensor format: nothing in it runs when it loads
+        return {}
     if not path.is_dir():  # a hub id: ask for safetensors, which the hub serves for nearly every model
         return {} if model.allow_pickle else {"use_safetensors": True}
     if any(path.glob("*.safetensors")):
@@ -73,12 +99,13 @@ def check_weights(model: ModelConfig) -> dict:
 
 
 def load_tokenizer(model: ModelConfig):
-    check_model_source(model.name_or_path)
+    where = source(model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code
-        )
-    except OSError as exc:  # not on the hub, no network, gated repo: the reason is in the message
+        tokenizer = AutoTokenizer.from_pretrained(**where)
+    except (
+        OSError,
+        ValueError,
+    ) as exc:  # not on the hub, no network, gated repo: the reason is in the message
         raise TuneforgeError(
             f"could not load the tokenizer of {model.name_or_path!r} (model.name_or_path): {exc}"
         ) from exc
@@ -104,7 +131,7 @@ def quantization_config(quant: QuantConfig, compute_dtype: torch.dtype) -> BitsA
 
 def load_base_model(model: ModelConfig, quant: QuantConfig) -> tuple[PreTrainedModel, torch.dtype]:
     """The base weights; quantized ones are placed on this process's device, others stay where they load."""
-    check_model_source(model.name_or_path)
+    where = source(model, notice=lambda message: None)  # said once already, by load_tokenizer
     kwargs = check_weights(model)
     dtype = resolve_dtype(model.dtype)
     compute = dtype if quant.compute_dtype == "auto" else DTYPES[quant.compute_dtype]
@@ -112,14 +139,12 @@ def load_base_model(model: ModelConfig, quant: QuantConfig) -> tuple[PreTrainedM
         kwargs["device_map"] = {"": process_device().index}
     if model.attn_implementation != "auto":
         kwargs["attn_implementation"] = model.attn_implementation
+    quantized = quantization_config(quant, compute)
+    if model.gguf_file is not None:  # every weight unpacked into a plain dense model, in `dtype`
+        quantized = GgufConfig(dequantize=True)
     try:
         base = AutoModelForCausalLM.from_pretrained(
-            model.name_or_path,
-            revision=model.revision,
-            dtype=dtype,
-            trust_remote_code=model.trust_remote_code,
-            quantization_config=quantization_config(quant, compute),
-            **kwargs,
+            **where, dtype=dtype, quantization_config=quantized, **kwargs
         )
     except (OSError, ValueError) as exc:  # no network, gated repo, missing or damaged files
         raise TuneforgeError(
@@ -148,11 +173,9 @@ def keep_standard_4bit_layout(model: nn.Module) -> None:
 
 def architecture(model: ModelConfig) -> PreTrainedModel:
     """The model's modules on the meta device: names and shapes, no weights downloaded or allocated."""
-    check_model_source(model.name_or_path)
+    where = source(model, notice=lambda message: None)
     try:
-        hf_config = AutoConfig.from_pretrained(
-            model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code
-        )
+        hf_config = AutoConfig.from_pretrained(**where)
     except (OSError, ValueError) as exc:
         raise TuneforgeError(
             f"could not load the config of {model.name_or_path!r} (model.name_or_path): {exc}"
