@@ -19,6 +19,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tuneforge import __version__
 from tuneforge.errors import TuneforgeError
@@ -317,13 +318,13 @@ class user_errors:  # noqa: N801 - used as a context manager, reads like a state
         if exc_type is None or issubclass(exc_type, (typer.Exit, SystemExit)) or SHOW_TRACEBACKS["on"]:
             return False
         if issubclass(exc_type, TuneforgeError):
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
         if issubclass(exc_type, KeyboardInterrupt):
             console.print("[bold yellow]interrupted[/]")
             raise typer.Exit(130)
         console.print(
-            f"[bold red]error:[/] {exc_type.__name__}: {exc}\nThis was not expected: rerun with "
+            f"[bold red]error:[/] {exc_type.__name__}: {escape(str(exc))}\nThis was not expected: rerun with "
             "`tuneforge --debug ...` for the traceback, and report it.",
             highlight=False,
             soft_wrap=True,

@@ -33,7 +33,9 @@ def invalid_token_ids(path: Path) -> tuple[list[str], int]:
     try:
         from gguf import GGUFReader
     except ImportError as exc:
-        raise TuneforgeError("GGUF models need the gguf package: pip install 'tuneforge[gguf]'") from exc
+        raise TuneforgeError(
+            f"{path} is a GGUF file and reading it needs the gguf package: pip install 'tuneforge[gguf]'"
+        ) from exc
     try:
         reader = GGUFReader(path)
     except (ValueError, OSError) as exc:
