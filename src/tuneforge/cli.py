@@ -307,6 +307,69 @@ def compare(
         show_compare(console, summarize(RunDir(run_a)), summarize(RunDir(run_b)))
 
 
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A finished run directory."),
+    out: Path = typer.Option(..., "--out", help="The folder to create (written whole, or not at all)."),
+    fmt: str = typer.Option(
+        "hf", "--format", help="hf (merged safetensors), gguf, or ollama (GGUF + Modelfile)."
+    ),
+    dtype: str = typer.Option("auto", help="hf weights: auto (the run's), float32, bfloat16 or float16."),
+    quant: str = typer.Option(
+        "f16", help="GGUF type: f32, f16, bf16, q8_0 (or q4_k_m etc. with llama-quantize)."
+    ),
+    data_path: Path | None = typer.Option(
+        None, "--data", help="Check on these rows instead of the eval split."
+    ),
+    allow_mismatch: bool = typer.Option(
+        False, "--allow-mismatch", help="Keep an export outside the check's tolerance."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export in --out."),
+    license_id: str | None = typer.Option(
+        None, "--license", help="License id for the model card (default: the base's)."
+    ),
+    push_to_hub: str | None = typer.Option(
+        None, "--push-to-hub", help="Also upload to this hub repo (USER/NAME)."
+    ),
+    private: bool = typer.Option(False, "--private", help="With --push-to-hub: create the repo private."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow the model code a run's config asks to run."
+    ),
+) -> None:
+    """Merge the adapter into its base and write it as hf, gguf or ollama; every export is checked against
+    the adapter-on-base model (export_check.json) and described by a model card (README.md)."""
+    from tuneforge.export.check import summary
+    from tuneforge.export.exporter import ExportOptions, export_run
+    from tuneforge.export.gguf_convert import CONVERTER_TYPES, QUANTIZE_TYPES
+
+    with user_errors():
+        if fmt not in ("hf", "gguf", "ollama"):
+            raise TuneforgeError(f"--format {fmt!r}: choose hf, gguf or ollama")
+        if dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise TuneforgeError(f"--dtype {dtype!r}: choose auto, float32, bfloat16 or float16")
+        if quant not in (*CONVERTER_TYPES, *QUANTIZE_TYPES):
+            raise TuneforgeError(
+                f"--quant {quant!r}: choose from {', '.join((*CONVERTER_TYPES, *QUANTIZE_TYPES))}"
+            )
+        if private and not push_to_hub:
+            raise TuneforgeError("--private applies to --push-to-hub REPO; pass both")
+        options = ExportOptions(
+            fmt, dtype, quant, data_path, allow_mismatch, overwrite, license_id, trust_remote_code
+        )
+        result = export_run(run_dir, out, options, notice=lambda text: console.print(text, highlight=False))
+        verdict = (
+            "[green]check passed[/]"
+            if result.passed
+            else "[bold red]check FAILED (kept: --allow-mismatch)[/]"
+        )
+        console.print(f"{verdict}: {escape(summary(result))}", highlight=False)
+        console.print(f"wrote {out} ({fmt}, {result.weights}); details in {out / 'export_check.json'}")
+        if push_to_hub:
+            from tuneforge.export.hub import push_to_hub as upload
+
+            console.print(f"uploaded to {upload(out, push_to_hub, private)}")
+
+
 class user_errors:  # noqa: N801 - used as a context manager, reads like a statement
     """Any error becomes one red message and a non-zero exit, never a traceback (`--debug` shows it):
     2 for problems the user can fix (TuneforgeError), 1 for anything unexpected, 130 for Ctrl-C."""

@@ -1,11 +1,14 @@
 """Load a finished run for inference: the base model plus the run's adapter, on this process's device,
-with the tokenizer (and so the chat template) saved with the adapter.
+with the tokenizer (and so the chat template) saved with the adapter. An `hf` export folder
+(`tuneforge export`) loads too: the merged weights, with the run's config saved beside them.
 
     loaded = load_run("runs/quickstart")
+    loaded = load_run("exports/quickstart")
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tuneforge.config.loading import load_config
-from tuneforge.config.schema import RunConfig
+from tuneforge.config.schema import QuantConfig, RunConfig
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.errors import TuneforgeError
 from tuneforge.model.load import load_base_model, process_device, resolve_dtype
@@ -46,11 +49,51 @@ class LoadedRun:
     data_format: str | None  # the row shape training detected, for reading input files the same way
 
 
-def load_run(run_dir: str | Path, *, base_only: bool = False, trust_remote_code: bool = False) -> LoadedRun:
-    """A finished run; `trust_remote_code` is the user's own consent, which a run directory cannot give."""
+# What `tuneforge export --format hf` writes beside the merged weights.
+EXPORT_INFO = "tuneforge_export.json"
+EXPORT_CONFIG = "tuneforge_run.yaml"
+
+
+def is_hf_export(folder: Path) -> bool:
+    return (folder / EXPORT_INFO).is_file() and (folder / "config.json").is_file()
+
+
+def load_export(folder: Path) -> LoadedRun:
+    """A merged `hf` export: plain transformers weights, prompted exactly as the run was."""
+    config = load_config(folder / EXPORT_CONFIG)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise TuneforgeError(
+            f"{folder} cannot be loaded ({type(exc).__name__}: {exc}); is it complete?"
+        ) from exc
+    model.to(process_device()).eval()
+    data_format = json.loads((folder / EXPORT_INFO).read_text()).get("data_format")
+    return LoadedRun(model, tokenizer, config, ChatEncoder(tokenizer), data_format)
+
+
+def load_run(
+    run_dir: str | Path,
+    *,
+    base_only: bool = False,
+    quantized: bool = True,
+    trust_remote_code: bool = False,
+) -> LoadedRun:
+    """A finished run (or an `hf` export of one). `quantized=False` loads a base trained in 4 or 8 bits
+    unquantized, in the compute dtype, as a merge needs it. `trust_remote_code` is the user's own consent,
+    which a run directory cannot give."""
+    if is_hf_export(Path(run_dir)) and not base_only:
+        return load_export(Path(run_dir))
     run = RunDir(Path(run_dir))
     check_finished(run)
     config = load_config(run.config)
+    if not quantized and config.quant.mode != "none":
+        compute = config.quant.compute_dtype
+        model_section = (
+            config.model.model_copy(update={"dtype": compute}) if compute != "auto" else config.model
+        )
+        config = config.model_copy(update={"model": model_section, "quant": QuantConfig()})
     if config.model.trust_remote_code and not trust_remote_code:
         raise TuneforgeError(
             f"{run.config} sets model.trust_remote_code: true, which runs code shipped with the model. "

@@ -1,0 +1,185 @@
+"""Every export is checked against the model that was evaluated, before it is published.
+
+Up to 20 held-out rows (the run's eval split, or `--data FILE`) are run through the adapter-on-base model
+in this process and through the exported files in a fresh process that imports only transformers
+(`reader.py`): next-token logits at every position of each conversation, and greedy generations from each
+prompt. `export_check.json` holds the figures; a figure outside its format's tolerance is an error unless
+`--allow-mismatch`.
+
+Tolerances (against the adapter on the unquantized base, which the merge reproduces):
+
+    hf float32, gguf f32    max |logit diff| <= 1e-3 and top-1 agreement >= 99%
+    hf bf16/fp16, gguf f16/bf16    top-1 agreement >= 95%
+    gguf q8_0               top-1 agreement >= 90%
+    gguf 4- to 6-bit types  top-1 agreement >= 80%
+
+For a base trained in 4 or 8 bits the figures against the adapter on that quantized base (the model
+`tuneforge eval` scored) are reported too, ungated: they measure the base's quantization error.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from tuneforge.data.encode import ChatEncoder
+from tuneforge.errors import TuneforgeError
+from tuneforge.eval.heldout import conversation, heldout_rows
+from tuneforge.infer.generate import Decoding, generate_ids
+from tuneforge.infer.load import LoadedRun
+from tuneforge.run.directory import RunDir
+
+READER = Path(__file__).with_name("reader.py")
+MAX_ROWS = 20
+MAX_POSITIONS = 128  # per conversation: enough to cover prompt and answer, bounded for big vocabularies
+NEW_TOKENS = 24
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    min_top1: float
+    max_abs_diff: float | None = None  # None: not bounded (16-bit and quantized weights round every logit)
+
+
+def tolerance(fmt: str, weights: str) -> Tolerance:
+    """`weights` is the hf dtype or the GGUF type the export was written in."""
+    if weights in ("float32", "f32"):
+        return Tolerance(min_top1=0.99, max_abs_diff=1e-3)
+    if weights in ("bfloat16", "float16", "f16", "bf16"):
+        return Tolerance(min_top1=0.95)
+    if weights == "q8_0":
+        return Tolerance(min_top1=0.90)
+    return Tolerance(min_top1=0.80)
+
+
+@dataclass
+class Probes:
+    inputs: list[list[int]]  # whole conversations (prompt and answer): logits compared at every position
+    prompts: list[list[int]]  # generation prompts: greedy continuations compared
+
+
+@dataclass
+class Outputs:
+    logits: list[torch.Tensor]
+    generated: list[list[int]]
+
+
+def probes(encoder: ChatEncoder, run: RunDir, loaded: LoadedRun, data_file: Path | None) -> Probes:
+    rows = heldout_rows(run, loaded.config.data, loaded.data_format, data_file)[:MAX_ROWS]
+    inputs = [encoder.encode_conversation(conversation(r)).input_ids[:MAX_POSITIONS] for r in rows]
+    prompts = [encoder.prompt_ids(r.messages)[:MAX_POSITIONS] for r in rows]
+    return Probes(inputs, prompts)
+
+
+@torch.inference_mode()
+def run_reference(loaded: LoadedRun, probe: Probes) -> Outputs:
+    model = loaded.model
+    device = next(model.parameters()).device
+    logits = [model(torch.tensor([ids], device=device)).logits[0].float().cpu() for ids in probe.inputs]
+    generated = generate_ids(
+        model,
+        probe.prompts,
+        pad_token_id=loaded.tokenizer.pad_token_id,
+        eos_token_id=loaded.tokenizer.eos_token_id,
+        decoding=Decoding(max_new_tokens=NEW_TOKENS, batch_size=1),
+    )
+    return Outputs(logits, generated)
+
+
+def run_reader(folder: Path, gguf_file: str | None, probe: Probes, tokenizer) -> Outputs:
+    """The exported files, read in a fresh process by plain transformers."""
+    with tempfile.TemporaryDirectory(prefix="tuneforge-check-") as scratch:
+        request = Path(scratch) / "request.json"
+        result = Path(scratch) / "result.safetensors"
+        request.write_text(
+            json.dumps(
+                {
+                    "folder": str(folder),
+                    "gguf_file": gguf_file,
+                    "inputs": probe.inputs,
+                    "prompts": probe.prompts,
+                    "max_new_tokens": NEW_TOKENS,
+                    "eos_token_id": tokenizer.eos_token_id,
+                    "pad_token_id": tokenizer.pad_token_id,
+                }
+            )
+        )
+        done = subprocess.run(
+            [sys.executable, str(READER), str(request), str(result)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise TuneforgeError(
+                f"the exported model in {folder} could not be read back:\n{done.stderr[-2000:]}"
+            )
+        with safe_open(str(result), "pt") as f:
+            if json.loads(f.metadata()["tuneforge_modules"]):
+                raise TuneforgeError("the export check's reader imported tuneforge; it must stay independent")
+            logits = [f.get_tensor(f"logits.{i}") for i in range(len(probe.inputs))]
+            generated = [f.get_tensor(f"generated.{i}").tolist() for i in range(len(probe.prompts))]
+    return Outputs(logits, generated)
+
+
+def compare(reference: Outputs, exported: Outputs) -> dict:
+    diffs, agree, positions = 0.0, 0, 0
+    for ref, out in zip(reference.logits, exported.logits):
+        if ref.shape != out.shape:
+            raise TuneforgeError(
+                f"the export's logits have shape {tuple(out.shape)}, expected {tuple(ref.shape)}"
+            )
+        diffs = max(diffs, (ref - out).abs().max().item())
+        agree += (ref.argmax(-1) == out.argmax(-1)).sum().item()
+        positions += ref.shape[0]
+    same = sum(a == b for a, b in zip(reference.generated, exported.generated))
+    return {
+        "max_abs_logit_diff": diffs,
+        "top1_agreement": agree / positions if positions else 1.0,
+        "positions": positions,
+        "generations_equal": same,
+        "generations": len(reference.generated),
+    }
+
+
+def within(figures: dict, limit: Tolerance) -> bool:
+    if figures["top1_agreement"] < limit.min_top1:
+        return False
+    return limit.max_abs_diff is None or figures["max_abs_logit_diff"] <= limit.max_abs_diff
+
+
+@dataclass
+class CheckResult:
+    format: str
+    weights: str
+    reader: str
+    rows: int
+    tolerance: dict
+    against_adapter_on_base: dict
+    against_adapter_on_quantized_base: dict | None
+    passed: bool
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def summary(result: CheckResult) -> str:
+    figures = result.against_adapter_on_base
+    text = (
+        f"top-1 agreement {figures['top1_agreement']:.2%} over {figures['positions']} positions, max |logit diff| "
+        f"{figures['max_abs_logit_diff']:.2e}, greedy generations equal {figures['generations_equal']}/"
+        f"{figures['generations']}"
+    )
+    quantized = result.against_adapter_on_quantized_base
+    if quantized:
+        text += (
+            f"; against the adapter on the quantized training base: top-1 {quantized['top1_agreement']:.2%}, "
+            f"max |logit diff| {quantized['max_abs_logit_diff']:.2e}"
+        )
+    return text

@@ -1,0 +1,51 @@
+"""The merged model an export writes: the run's adapter folded into its base.
+
+A base trained in 4 or 8 bits is reloaded unquantized, in the compute dtype, and the adapter merged into
+those weights (the QLoRA paper's recipe). Merging into the quantized weights would round the sum back to
+4 bits, which is why peft's trackers report merged 4-bit models answering worse than their adapter did.
+So a QLoRA export differs from the evaluated model (adapter on the 4-bit base) by the base's quantization
+error; `export_check.json` reports that difference beside the one that must be ~0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+
+from tuneforge.config.loading import load_config
+from tuneforge.errors import TuneforgeError
+from tuneforge.infer.load import LoadedRun, check_finished, load_run
+from tuneforge.model.load import DTYPES
+from tuneforge.run.directory import RunDir
+
+
+@dataclass
+class Unmerged:
+    """Adapter on the unquantized base: the reference the merged weights must reproduce."""
+
+    loaded: LoadedRun
+    quantized_training: bool  # the base was 4- or 8-bit while training and evaluation ran
+
+
+def load_unmerged(run_dir: Path, trust_remote_code: bool = False) -> Unmerged:
+    check_finished(RunDir(run_dir))
+    quant_mode = load_config(RunDir(run_dir).config).quant.mode
+    loaded = load_run(run_dir, quantized=False, trust_remote_code=trust_remote_code)
+    return Unmerged(loaded, quantized_training=quant_mode != "none")
+
+
+def merge(unmerged: Unmerged, dtype: str) -> torch.nn.Module:
+    """Fold the adapter into the base weights and cast to `dtype` ("auto": the weights' own dtype)."""
+    model = unmerged.loaded.model
+    if isinstance(model, PeftModel):
+        # safe_merge checks every merged weight for NaN/inf before keeping it.
+        try:
+            model = model.merge_and_unload(safe_merge=True)
+        except ValueError as exc:
+            raise TuneforgeError(f"the merged weights are not finite: {exc}") from exc
+    if dtype != "auto":
+        model = model.to(DTYPES[dtype])
+    return model
