@@ -318,6 +318,11 @@ def export(
     quant: str = typer.Option(
         "f16", help="GGUF type: f32, f16, bf16, q8_0 (or q4_k_m etc. with llama-quantize)."
     ),
+    merge_base: str = typer.Option(
+        "unquantized",
+        "--merge-base",
+        help="Base trained in 4/8 bits: merge into the original weights (unquantized) or the dequantized ones.",
+    ),
     data_path: Path | None = typer.Option(
         None, "--data", help="Check on these rows instead of the eval split."
     ),
@@ -351,10 +356,20 @@ def export(
             raise TuneforgeError(
                 f"--quant {quant!r}: choose from {', '.join((*CONVERTER_TYPES, *QUANTIZE_TYPES))}"
             )
+        if merge_base not in ("unquantized", "dequantized"):
+            raise TuneforgeError(f"--merge-base {merge_base!r}: choose unquantized or dequantized")
         if private and not push_to_hub:
             raise TuneforgeError("--private applies to --push-to-hub REPO; pass both")
         options = ExportOptions(
-            fmt, dtype, quant, data_path, allow_mismatch, overwrite, license_id, trust_remote_code
+            format=fmt,
+            dtype=dtype,
+            quant=quant,
+            merge_base=merge_base,
+            data_file=data_path,
+            allow_mismatch=allow_mismatch,
+            overwrite=overwrite,
+            license=license_id,
+            trust_remote_code=trust_remote_code,
         )
         result = export_run(run_dir, out, options, notice=lambda text: console.print(text, highlight=False))
         verdict = (

@@ -32,7 +32,7 @@ from tuneforge.export.check import (
     within,
 )
 from tuneforge.export.gguf_convert import convert
-from tuneforge.export.merge import load_unmerged, merge
+from tuneforge.export.merge import MergeBase, load_unmerged, merge
 from tuneforge.export.ollama import modelfile
 from tuneforge.infer.load import EXPORT_CONFIG, EXPORT_INFO, load_run
 from tuneforge.run.directory import RunDir, check_not_protected
@@ -45,6 +45,7 @@ class ExportOptions:
     format: Format = "hf"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # hf weights; auto keeps the run's
     quant: str = "f16"  # GGUF type for gguf and ollama
+    merge_base: MergeBase = "unquantized"  # for a base trained in 4/8 bits; see tuneforge.export.merge
     data_file: Path | None = None  # prompts for the check instead of the run's eval split
     allow_mismatch: bool = False
     overwrite: bool = False
@@ -69,7 +70,7 @@ def check_destination(out: Path, overwrite: bool) -> None:
 def export_run(run_dir: Path, out: Path, options: ExportOptions, notice=print) -> CheckResult:
     check_destination(out, options.overwrite)
     run = RunDir(run_dir)
-    unmerged = load_unmerged(run_dir, options.trust_remote_code)
+    unmerged = load_unmerged(run_dir, options.merge_base, options.trust_remote_code)
     loaded = unmerged.loaded
     probe = probes(loaded.encoder, run, loaded, options.data_file)
     reference = run_reference(loaded, probe)
@@ -156,12 +157,18 @@ def describe(
         "weights": result.weights,
         "gguf_file": gguf_name,
         "data_format": data_format,
-        "merged": "adapter merged into the base loaded unquantized in the compute dtype"
-        if config.quant.mode != "none"
-        else "adapter merged into the base",
+        "merged": merge_note(config.quant.mode, options.merge_base),
         "check_passed": result.passed,
     }
     (staging / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def merge_note(quant_mode: str, merge_base: MergeBase) -> str:
+    if quant_mode == "none":
+        return "adapter merged into the base"
+    if merge_base == "dequantized":
+        return f"adapter merged into the {quant_mode} training base dequantized to the compute dtype"
+    return f"base trained in {quant_mode}, reloaded unquantized in the compute dtype, adapter merged into it"
 
 
 def publish(staging: Path, out: Path) -> None:

@@ -5,12 +5,17 @@ those weights (the QLoRA paper's recipe). Merging into the quantized weights wou
 4 bits, which is why peft's trackers report merged 4-bit models answering worse than their adapter did.
 So a QLoRA export differs from the evaluated model (adapter on the 4-bit base) by the base's quantization
 error; `export_check.json` reports that difference beside the one that must be ~0.
+
+`--merge-base dequantized` merges into the 4-bit weights dequantized to the compute dtype instead: the
+export then computes what was trained and evaluated (the adapter learned to work with those weights),
+at the price of keeping the 4-bit rounding in 16- or 32-bit weights.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from peft import PeftModel
@@ -30,10 +35,15 @@ class Unmerged:
     quantized_training: bool  # the base was 4- or 8-bit while training and evaluation ran
 
 
-def load_unmerged(run_dir: Path, trust_remote_code: bool = False) -> Unmerged:
+MergeBase = Literal["unquantized", "dequantized"]
+
+
+def load_unmerged(
+    run_dir: Path, merge_base: MergeBase = "unquantized", trust_remote_code: bool = False
+) -> Unmerged:
     check_finished(RunDir(run_dir))
     quant_mode = load_config(RunDir(run_dir).config).quant.mode
-    loaded = load_run(run_dir, quantized=False, trust_remote_code=trust_remote_code)
+    loaded = load_run(run_dir, base=merge_base, trust_remote_code=trust_remote_code)
     return Unmerged(loaded, quantized_training=quant_mode != "none")
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from peft import PeftModel
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tuneforge.config.loading import load_config
@@ -49,6 +50,8 @@ class LoadedRun:
     data_format: str | None  # the row shape training detected, for reading input files the same way
 
 
+BaseWeights = Literal["trained", "unquantized", "dequantized"]
+
 # What `tuneforge export --format hf` writes beside the merged weights.
 EXPORT_INFO = "tuneforge_export.json"
 EXPORT_CONFIG = "tuneforge_run.yaml"
@@ -73,22 +76,42 @@ def load_export(folder: Path) -> LoadedRun:
     return LoadedRun(model, tokenizer, config, ChatEncoder(tokenizer), data_format)
 
 
+def check_adapter_covers(model: PeftModel, adapter: Path, base_name: str) -> None:
+    """peft leaves a layer the saved adapter has no weights for at its initial no-op, with a warning: an
+    adapter saved for a shallower base, or a damaged file, would silently act as the base model."""
+    weights = adapter / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise TuneforgeError(f"{weights} is missing: the adapter folder is incomplete")
+    with safe_open(str(weights), "pt") as saved_file:
+        saved = set(saved_file.keys())
+    adapted = {name.replace(".default", "") for name, _ in model.named_parameters() if "lora_" in name}
+    missing = sorted(adapted - saved)
+    if missing:
+        raise TuneforgeError(
+            f"{weights} has no weights for {len(missing)} of the {len(adapted)} adapter tensors this base needs "
+            f"(e.g. {missing[0]}): it was saved for another base model than {base_name}, or it is damaged"
+        )
+
+
 def load_run(
     run_dir: str | Path,
     *,
     base_only: bool = False,
-    quantized: bool = True,
+    base: BaseWeights = "trained",
     trust_remote_code: bool = False,
 ) -> LoadedRun:
-    """A finished run (or an `hf` export of one). `quantized=False` loads a base trained in 4 or 8 bits
-    unquantized, in the compute dtype, as a merge needs it. `trust_remote_code` is the user's own consent,
-    which a run directory cannot give."""
+    """A finished run (or an `hf` export of one). For a base trained in 4 or 8 bits, `base` picks the
+    weights under the adapter: as trained (quantized), the original weights reloaded unquantized in the
+    compute dtype, or the quantized weights dequantized to it (see tuneforge.export.merge). A run trained
+    unquantized has one base. `trust_remote_code` is the user's own consent, which a run directory cannot
+    give."""
     if is_hf_export(Path(run_dir)) and not base_only:
         return load_export(Path(run_dir))
     run = RunDir(Path(run_dir))
     check_finished(run)
     config = load_config(run.config)
-    if not quantized and config.quant.mode != "none":
+    dequantize = base == "dequantized" and config.quant.mode != "none"
+    if base == "unquantized" and config.quant.mode != "none":
         compute = config.quant.compute_dtype
         model_section = (
             config.model.model_copy(update={"dtype": compute}) if compute != "auto" else config.model
@@ -105,13 +128,19 @@ def load_run(
             model = AutoModelForCausalLM.from_pretrained(run.adapter, dtype=resolve_dtype(config.model.dtype))
         else:
             model, _ = load_base_model(config.model, config.quant)
+            if dequantize:
+                model = model.dequantize()
             if not base_only:
                 model = PeftModel.from_pretrained(model, run.adapter)
+                check_adapter_covers(model, run.adapter, config.model.name_or_path)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise TuneforgeError(
-            f"{run.adapter} cannot be loaded ({type(exc).__name__}: {exc}); is it complete?"
+            f"{run.adapter} cannot be loaded ({type(exc).__name__}: {exc}); is it complete, and saved for "
+            f"this base model ({config.model.name_or_path})?"
         ) from exc
-    if config.quant.mode == "none":  # quantized weights were placed on the device as they loaded
+    if (
+        config.quant.mode == "none" or dequantize
+    ):  # quantized weights were placed on the device as they loaded
         model.to(process_device())
     model.eval()
     data_format = read_manifest(run.manifest).get("data_format")
