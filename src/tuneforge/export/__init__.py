@@ -1,4 +1,10 @@
-"""Export stage (to come, issue "Ship the result"): merged safetensors, GGUF and Ollama exports, each
-checked against the adapter-on-base model that was evaluated, plus the model card. Empty until that
-issue lands.
+"""Export stage: a finished run as files other tools load, each checked against the model that was evaluated.
+
+    tuneforge export runs/quickstart --out exports/quickstart                  # merged safetensors (hf)
+    tuneforge export runs/quickstart --out exports/q-gguf --format gguf --quant q8_0
+    tuneforge export runs/quickstart --out exports/q-ollama --format ollama     # GGUF + Modelfile
+
+merge.py (adapter folded into its base), gguf_convert.py (llama.cpp's converter), ollama.py (Modelfile),
+check.py + reader.py (the exported files read back in a fresh process, export_check.json), card.py
+(README.md model card), hub.py (upload), exporter.py (the flow, staged and renamed into place whole).
 """

@@ -61,17 +61,23 @@ def is_hf_export(folder: Path) -> bool:
     return (folder / EXPORT_INFO).is_file() and (folder / "config.json").is_file()
 
 
-def load_export(folder: Path) -> LoadedRun:
-    """A merged `hf` export: plain transformers weights, prompted exactly as the run was."""
+def load_export(folder: Path, base_only: bool = False) -> LoadedRun:
+    """A merged `hf` export: plain transformers weights, prompted exactly as the run was; `base_only`
+    loads the base model the run started from instead, for comparisons."""
     config = load_config(folder / EXPORT_CONFIG)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
+        if base_only:
+            model, _ = load_base_model(config.model, config.quant)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise TuneforgeError(
             f"{folder} cannot be loaded ({type(exc).__name__}: {exc}); is it complete?"
         ) from exc
-    model.to(process_device()).eval()
+    if config.quant.mode == "none" or not base_only:  # quantized weights were placed as they loaded
+        model.to(process_device())
+    model.eval()
     data_format = json.loads((folder / EXPORT_INFO).read_text()).get("data_format")
     return LoadedRun(model, tokenizer, config, ChatEncoder(tokenizer), data_format)
 
@@ -105,8 +111,8 @@ def load_run(
     compute dtype, or the quantized weights dequantized to it (see tuneforge.export.merge). A run trained
     unquantized has one base. `trust_remote_code` is the user's own consent, which a run directory cannot
     give."""
-    if is_hf_export(Path(run_dir)) and not base_only:
-        return load_export(Path(run_dir))
+    if is_hf_export(Path(run_dir)):
+        return load_export(Path(run_dir), base_only)
     run = RunDir(Path(run_dir))
     check_finished(run)
     config = load_config(run.config)
