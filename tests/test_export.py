@@ -31,6 +31,7 @@ runner = CliRunner()
 
 
 def stories_config(**train):
+    """float32 everywhere (on CUDA `auto` would be bf16): the figures below are float32 figures."""
     return quick_config(
         needs_shared("models", "stories260K"),
         needs_shared("data", "diseases_symptoms", "Diseases_Symptoms.csv"),
@@ -42,6 +43,7 @@ def stories_config(**train):
             "columns": {"completion": "Symptoms"},
             "template": "alpaca",
         },
+        model={"dtype": "float32"},
         lora={"r": 8, "alpha": 16, "dropout": 0.0},
         train={
             "max_steps": 30,
@@ -285,17 +287,66 @@ def damage_shapes(adapter: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("damage", [damage_truncate, damage_remove, damage_other_base, damage_shapes])
-def test_damaged_adapter_is_a_clear_error_and_writes_nothing(damage, stories_run, tmp_path):
+def leftovers(folder: Path) -> list[str]:
+    """Hidden staging or set-aside folders an export left beside its --out."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) if folder.is_dir() else []
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (damage_truncate, "is it complete"),
+        (damage_remove, "is it complete"),
+        (damage_other_base, "saved for another base model"),
+        (damage_shapes, "saved for this base model"),
+    ],
+)
+def test_damaged_adapter_is_a_clear_error_and_writes_nothing(damage, says, stories_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(stories_run, run)
     damage(run / "adapter")
     out = tmp_path / "exports" / "model"
     result = invoke("export", run, "--out", out)
     assert result.exit_code == 2, result.output
-    assert "adapter" in result.output and "Traceback" not in result.output
-    assert not out.exists()
-    assert not any(p.name.startswith(".model") for p in out.parent.iterdir()) if out.parent.exists() else True
+    assert says in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not out.exists() and leftovers(out.parent) == []
+
+
+def test_a_failure_after_writing_leaves_nothing_and_a_killed_export_is_cleaned_up(
+    stories_run, tmp_path, monkeypatch
+):
+    from tuneforge.export import exporter
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    abandoned = tmp_path / f".hf.partial-{dead.pid}"
+    (abandoned / "sub").mkdir(parents=True)
+
+    def reader_fails(folder, *args):
+        assert (folder / "model.safetensors").is_file()  # the weights were written when it failed
+        raise TuneforgeError("reader failed")
+
+    monkeypatch.setattr(exporter, "run_reader", reader_fails)
+    result = invoke("export", stories_run, "--out", tmp_path / "hf")
+    assert result.exit_code == 2 and "reader failed" in result.output
+    assert not (tmp_path / "hf").exists() and leftovers(tmp_path) == []
+
+
+def test_tolerance_follows_the_coarser_of_export_and_reference():
+    from tuneforge.export.check import tolerance
+
+    assert tolerance("float32", "float32").max_abs_diff == 1e-3
+    assert tolerance("float32", "bfloat16") == tolerance("bfloat16", "float32") == tolerance("f16", "float32")
+    assert tolerance("f32", "bfloat16").max_abs_diff is None
+    assert tolerance("q4_k_m", "float32").min_top1 < tolerance("q8_0", "float32").min_top1
+
+
+def test_dora_runs_load_and_export_exactly(tiny_models, demo_files, tmp_path):
+    train, evaluation = demo_files
+    config = quick_config(tiny_models("llama"), train, evaluation, lora={"dora": True, "r": 4, "alpha": 8})
+    run_finetune(config, tmp_path / "dora")
+    result = export_run(tmp_path / "dora", tmp_path / "hf", ExportOptions())
+    assert result.passed and result.against_adapter_on_base["max_abs_logit_diff"] <= 1e-4
 
 
 def test_failed_check_leaves_no_export_unless_allowed(stories_run, tmp_path, monkeypatch):
@@ -306,6 +357,7 @@ def test_failed_check_leaves_no_export_unless_allowed(stories_run, tmp_path, mon
     out = tmp_path / "strict"
     result = invoke("export", stories_run, "--out", out)
     assert result.exit_code == 2 and "does not match" in result.output and not out.exists(), result.output
+    assert leftovers(tmp_path) == []
     kept = invoke("export", stories_run, "--out", out, "--allow-mismatch")
     assert kept.exit_code == 0 and "FAILED" in kept.output
     assert json.loads((out / "export_check.json").read_text())["passed"] is False

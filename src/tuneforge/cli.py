@@ -345,21 +345,14 @@ def export(
     the adapter-on-base model (export_check.json) and described by a model card (README.md)."""
     from tuneforge.export.check import summary
     from tuneforge.export.exporter import ExportOptions, export_run
-    from tuneforge.export.gguf_convert import CONVERTER_TYPES, QUANTIZE_TYPES
+    from tuneforge.export.hub import push_to_hub as upload
+    from tuneforge.export.hub import require_token
 
     with user_errors():
-        if fmt not in ("hf", "gguf", "ollama"):
-            raise TuneforgeError(f"--format {fmt!r}: choose hf, gguf or ollama")
-        if dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise TuneforgeError(f"--dtype {dtype!r}: choose auto, float32, bfloat16 or float16")
-        if quant not in (*CONVERTER_TYPES, *QUANTIZE_TYPES):
-            raise TuneforgeError(
-                f"--quant {quant!r}: choose from {', '.join((*CONVERTER_TYPES, *QUANTIZE_TYPES))}"
-            )
-        if merge_base not in ("unquantized", "dequantized"):
-            raise TuneforgeError(f"--merge-base {merge_base!r}: choose unquantized or dequantized")
         if private and not push_to_hub:
             raise TuneforgeError("--private applies to --push-to-hub REPO; pass both")
+        if push_to_hub:
+            require_token(push_to_hub)
         options = ExportOptions(
             format=fmt,
             dtype=dtype,
@@ -380,8 +373,6 @@ def export(
         console.print(f"{verdict}: {escape(summary(result))}", highlight=False)
         console.print(f"wrote {out} ({fmt}, {result.weights}); details in {out / 'export_check.json'}")
         if push_to_hub:
-            from tuneforge.export.hub import push_to_hub as upload
-
             console.print(f"uploaded to {upload(out, push_to_hub, private)}")
 
 

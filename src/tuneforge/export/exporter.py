@@ -1,10 +1,11 @@
 """`tuneforge export RUN_DIR --out DIR`: merge, write, check, describe, then publish the folder whole.
 
-Reads top to bottom: the destination is checked before any work; the adapter on its unquantized base runs
-the held-out probes (the reference); the merged weights are written as an `hf` folder (and converted to
-GGUF for `gguf` and `ollama`) in a hidden staging folder beside DIR; a fresh process reads the files back;
-the check, the model card and the metadata are written; only then is the staging folder renamed to DIR.
-Any failure (a bad adapter, a failed conversion, a check outside tolerance) leaves DIR as it was.
+Reads top to bottom: the destination and the tools a format needs are checked before any work; the
+adapter on its base runs the held-out probes (the reference); the merged weights are written as an `hf`
+folder (and converted to GGUF for `gguf` and `ollama`) in a hidden staging folder beside DIR; a fresh
+process reads the files back; the check, the model card and the metadata are written; only then is the
+staging folder renamed to DIR. Any failure (a bad adapter, a failed conversion, a check outside
+tolerance) leaves DIR as it was, and a staging folder left by a killed export is removed by the next one.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
+
 from tuneforge import __version__
 from tuneforge.config.loading import load_config
 from tuneforge.errors import TuneforgeError
 from tuneforge.export.card import model_card
 from tuneforge.export.check import (
     CheckResult,
+    Outputs,
+    Probes,
     compare,
     probes,
     run_reader,
@@ -31,20 +36,27 @@ from tuneforge.export.check import (
     tolerance,
     within,
 )
-from tuneforge.export.gguf_convert import convert
-from tuneforge.export.merge import MergeBase, load_unmerged, merge
+from tuneforge.export.gguf_convert import (
+    CONVERTER_TYPES,
+    QUANTIZE_TYPES,
+    convert,
+    converter_root,
+    find_quantize,
+)
+from tuneforge.export.merge import MergeBase, merge
 from tuneforge.export.ollama import modelfile
-from tuneforge.infer.load import EXPORT_CONFIG, EXPORT_INFO, load_run
+from tuneforge.infer.load import EXPORT_CONFIG, EXPORT_INFO, LoadedRun, check_finished, load_run
 from tuneforge.run.directory import RunDir, check_not_protected
 
 Format = Literal["hf", "gguf", "ollama"]
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     format: Format = "hf"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # hf weights; auto keeps the run's
-    quant: str = "f16"  # GGUF type for gguf and ollama
+    dtype: str = "auto"  # hf weights: one of DTYPE_CHOICES; auto keeps the run's
+    quant: str = "f16"  # GGUF type for gguf and ollama: CONVERTER_TYPES or QUANTIZE_TYPES
     merge_base: MergeBase = "unquantized"  # for a base trained in 4/8 bits; see tuneforge.export.merge
     data_file: Path | None = None  # prompts for the check instead of the run's eval split
     allow_mismatch: bool = False
@@ -53,8 +65,31 @@ class ExportOptions:
     trust_remote_code: bool = False
 
 
+def check_options(options: ExportOptions) -> None:
+    choices = {
+        "--format": (options.format, ("hf", "gguf", "ollama")),
+        "--dtype": (options.dtype, DTYPE_CHOICES),
+        "--quant": (options.quant, (*CONVERTER_TYPES, *QUANTIZE_TYPES)),
+        "--merge-base": (options.merge_base, ("unquantized", "dequantized")),
+    }
+    for flag, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise TuneforgeError(f"{flag} {value!r}: choose from {', '.join(allowed)}")
+
+
+def prepare(out: Path, options: ExportOptions, notice) -> None:
+    """Everything that can refuse the export without loading a model: options, destination, tools."""
+    check_options(options)
+    check_destination(out, options.overwrite)
+    if options.format != "hf":
+        if options.quant in QUANTIZE_TYPES:
+            find_quantize()
+        converter_root(notice)  # fetched now, once, rather than after minutes of merging
+
+
 def check_destination(out: Path, overwrite: bool) -> None:
     check_not_protected(out)
+    remove_abandoned(out)
     if out.exists() and not out.is_dir():
         raise TuneforgeError(f"{out} is a file: choose another --out")
     if not out.is_dir() or not any(out.iterdir()):
@@ -67,34 +102,51 @@ def check_destination(out: Path, overwrite: bool) -> None:
         raise TuneforgeError(f"{out} holds an earlier export; pass --overwrite to replace it")
 
 
+def remove_abandoned(out: Path) -> None:
+    """Staging folders of exports whose process is gone; an earlier export a killed publish set aside
+    goes back to its place."""
+    if not out.parent.is_dir():
+        return
+    for leftover in out.parent.glob(f".{out.name}.*-*"):
+        kind, _, pid = leftover.name.rpartition("-")
+        if not pid.isdigit() or process_alive(int(pid)):
+            continue
+        if kind.endswith(".old") and not out.exists():
+            leftover.rename(out)
+        elif kind.endswith((".old", ".partial")):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
 def export_run(run_dir: Path, out: Path, options: ExportOptions, notice=print) -> CheckResult:
-    check_destination(out, options.overwrite)
-    run = RunDir(run_dir)
-    unmerged = load_unmerged(run_dir, options.merge_base, options.trust_remote_code)
-    loaded = unmerged.loaded
-    probe = probes(loaded.encoder, run, loaded, options.data_file)
-    reference = run_reference(loaded, probe)
-    on_quantized = None
-    if unmerged.quantized_training:
-        trained = load_run(run_dir, trust_remote_code=options.trust_remote_code)
-        on_quantized = run_reference(trained, probe)
-        del trained
-    model = merge(unmerged, options.dtype)
+    prepare(out, options, notice)
+    loaded, probe, reference, on_quantized = references(Path(run_dir), options)
+    reference_dtype = str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
+    model = merge(loaded.model, options.dtype)
     weights = options.quant if options.format != "hf" else str(model.dtype).removeprefix("torch.")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     try:
         gguf_name = write_model(model, loaded, staging, options, notice)
-        del model, unmerged
+        del model
         loaded.model = None
-        gc.collect()
+        free_memory()  # the reader loads its own copy, on the same device
         exported = run_reader(staging, gguf_name, probe, loaded.tokenizer)
+        limit = tolerance(weights, reference_dtype)
         against_base = compare(reference, exported)
-        limit = tolerance(options.format, weights)
         result = CheckResult(
             format=options.format,
             weights=weights,
+            reference_dtype=reference_dtype,
             reader=f"transformers{' GGUF loader' if gguf_name else ''}, separate process",
             rows=len(probe.inputs),
             tolerance=asdict(limit),
@@ -102,11 +154,11 @@ def export_run(run_dir: Path, out: Path, options: ExportOptions, notice=print) -
             against_adapter_on_quantized_base=compare(on_quantized, exported) if on_quantized else None,
             passed=within(against_base, limit),
         )
-        describe(staging, run, result, options, loaded.data_format, gguf_name)
+        describe(staging, RunDir(Path(run_dir)), result, options, loaded.data_format, gguf_name)
         if not result.passed and not options.allow_mismatch:
             raise TuneforgeError(
-                f"the export does not match the model it came from: {summary(result)} (tolerance {asdict(limit)}). "
-                f"Nothing was written to {out}; pass --allow-mismatch to keep it anyway."
+                f"the export does not match the model it came from: {summary(result)} (tolerance "
+                f"{asdict(limit)}). Nothing was written to {out}; pass --allow-mismatch to keep it anyway."
             )
         publish(staging, out)
     finally:
@@ -114,13 +166,38 @@ def export_run(run_dir: Path, out: Path, options: ExportOptions, notice=print) -
     return result
 
 
-def write_model(model, loaded, staging: Path, options: ExportOptions, notice) -> str | None:
+def references(run_dir: Path, options: ExportOptions) -> tuple[LoadedRun, Probes, Outputs, Outputs | None]:
+    """The adapter on the base the merge uses, with its outputs on the probes; for a base trained
+    quantized, first the outputs of the adapter on that base (freed before the next model loads)."""
+    run = RunDir(run_dir)
+    check_finished(run)
+    consent = options.trust_remote_code
+    on_quantized, probe = None, None
+    if load_config(run.config).quant.mode != "none":
+        trained = load_run(run_dir, trust_remote_code=consent)
+        probe = probes(trained.encoder, run, trained, options.data_file)
+        on_quantized = run_reference(trained, probe)
+        del trained
+        free_memory()
+    loaded = load_run(run_dir, base=options.merge_base, trust_remote_code=consent)
+    probe = probe or probes(loaded.encoder, run, loaded, options.data_file)
+    return loaded, probe, run_reference(loaded, probe), on_quantized
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def write_model(model, loaded: LoadedRun, staging: Path, options: ExportOptions, notice) -> str | None:
     """The merged model as an hf folder in `staging`, or converted to GGUF there; returns the GGUF's name."""
     hf_dir = staging if options.format == "hf" else staging / ".hf"
     hf_dir.mkdir(parents=True)
     tokenizer = loaded.tokenizer
     generation = model.generation_config
     eos = generation.eos_token_id if isinstance(generation.eos_token_id, list) else [generation.eos_token_id]
+    # The run's EOS first: where training taught the model to stop. The base's own stay as extra stops.
     generation.eos_token_id = [
         tokenizer.eos_token_id,
         *(i for i in eos if i not in (None, tokenizer.eos_token_id)),
@@ -152,7 +229,7 @@ def describe(
     info = {
         "tool": "tuneforge",
         "version": __version__,
-        "run_dir": str(run.root.resolve()),
+        "run": run.root.name,  # the name only: the folder may be published
         "format": options.format,
         "weights": result.weights,
         "gguf_file": gguf_name,
@@ -172,9 +249,15 @@ def merge_note(quant_mode: str, merge_base: MergeBase) -> str:
 
 
 def publish(staging: Path, out: Path) -> None:
-    """Swap the finished folder in: an earlier export (checked by check_destination) is replaced whole."""
+    """Swap the finished folder in: an earlier export (checked by check_destination) is replaced whole,
+    and put back if the swap fails."""
     previous = out.parent / f".{out.name}.old-{os.getpid()}"
     if out.exists():
         out.rename(previous)
-    staging.rename(out)
+    try:
+        staging.rename(out)
+    except OSError:
+        if previous.exists():
+            previous.rename(out)
+        raise
     shutil.rmtree(previous, ignore_errors=True)

@@ -8,18 +8,25 @@ from pathlib import Path
 from tuneforge.errors import TuneforgeError
 
 
-def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
-    """Create the repo if needed and upload the folder; returns the repo's URL."""
-    from huggingface_hub import HfApi, get_token
-    from huggingface_hub.errors import HfHubHTTPError
+def require_token(repo_id: str) -> str:
+    """The hub token, checked before an export starts so a missing login costs no work."""
+    from huggingface_hub import get_token
 
     token = get_token()
     if not token:
         raise TuneforgeError(
             f"--push-to-hub {repo_id}: not logged in to the hub. Set HF_TOKEN (a write token) or run "
-            "`hf auth login`; the export itself is saved in " + str(folder)
+            "`hf auth login`, then export again."
         )
-    api = HfApi(token=token)
+    return token
+
+
+def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
+    """Create the repo if needed and upload the folder; returns the repo's URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(token=require_token(repo_id))
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model")

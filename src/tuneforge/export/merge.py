@@ -13,43 +13,19 @@ at the price of keeping the 4-bit rounding in 16- or 32-bit weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
 from peft import PeftModel
 
-from tuneforge.config.loading import load_config
 from tuneforge.errors import TuneforgeError
-from tuneforge.infer.load import LoadedRun, check_finished, load_run
 from tuneforge.model.load import DTYPES
-from tuneforge.run.directory import RunDir
-
-
-@dataclass
-class Unmerged:
-    """Adapter on the unquantized base: the reference the merged weights must reproduce."""
-
-    loaded: LoadedRun
-    quantized_training: bool  # the base was 4- or 8-bit while training and evaluation ran
-
 
 MergeBase = Literal["unquantized", "dequantized"]
 
 
-def load_unmerged(
-    run_dir: Path, merge_base: MergeBase = "unquantized", trust_remote_code: bool = False
-) -> Unmerged:
-    check_finished(RunDir(run_dir))
-    quant_mode = load_config(RunDir(run_dir).config).quant.mode
-    loaded = load_run(run_dir, base=merge_base, trust_remote_code=trust_remote_code)
-    return Unmerged(loaded, quantized_training=quant_mode != "none")
-
-
-def merge(unmerged: Unmerged, dtype: str) -> torch.nn.Module:
+def merge(model: torch.nn.Module, dtype: str) -> torch.nn.Module:
     """Fold the adapter into the base weights and cast to `dtype` ("auto": the weights' own dtype)."""
-    model = unmerged.loaded.model
     if isinstance(model, PeftModel):
         # safe_merge checks every merged weight for NaN/inf before keeping it.
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from peft import PeftModel
+from peft import PeftModel, get_peft_model_state_dict
 from safetensors import SafetensorError, safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -61,16 +61,19 @@ def is_hf_export(folder: Path) -> bool:
     return (folder / EXPORT_INFO).is_file() and (folder / "config.json").is_file()
 
 
-def load_export(folder: Path, base_only: bool = False) -> LoadedRun:
+def load_export(folder: Path, base_only: bool = False, trust_remote_code: bool = False) -> LoadedRun:
     """A merged `hf` export: plain transformers weights, prompted exactly as the run was; `base_only`
     loads the base model the run started from instead, for comparisons."""
     config = load_config(folder / EXPORT_CONFIG)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    check_consent(config, folder / EXPORT_CONFIG, trust_remote_code)
     try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
         if base_only:
             model, _ = load_base_model(config.model, config.quant)
         else:
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
+            model = AutoModelForCausalLM.from_pretrained(
+                folder, dtype="auto", trust_remote_code=config.model.trust_remote_code
+            )
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise TuneforgeError(
             f"{folder} cannot be loaded ({type(exc).__name__}: {exc}); is it complete?"
@@ -82,6 +85,14 @@ def load_export(folder: Path, base_only: bool = False) -> LoadedRun:
     return LoadedRun(model, tokenizer, config, ChatEncoder(tokenizer), data_format)
 
 
+def check_consent(config: RunConfig, source: Path, trust_remote_code: bool) -> None:
+    if config.model.trust_remote_code and not trust_remote_code:
+        raise TuneforgeError(
+            f"{source} sets model.trust_remote_code: true, which runs code shipped with the model. "
+            "If you trust it, pass --trust-remote-code."
+        )
+
+
 def check_adapter_covers(model: PeftModel, adapter: Path, base_name: str) -> None:
     """peft leaves a layer the saved adapter has no weights for at its initial no-op, with a warning: an
     adapter saved for a shallower base, or a damaged file, would silently act as the base model."""
@@ -90,7 +101,7 @@ def check_adapter_covers(model: PeftModel, adapter: Path, base_name: str) -> Non
         raise TuneforgeError(f"{weights} is missing: the adapter folder is incomplete")
     with safe_open(str(weights), "pt") as saved_file:
         saved = set(saved_file.keys())
-    adapted = {name.replace(".default", "") for name, _ in model.named_parameters() if "lora_" in name}
+    adapted = set(get_peft_model_state_dict(model))  # the names peft saves under (DoRA's included)
     missing = sorted(adapted - saved)
     if missing:
         raise TuneforgeError(
@@ -112,7 +123,7 @@ def load_run(
     unquantized has one base. `trust_remote_code` is the user's own consent, which a run directory cannot
     give."""
     if is_hf_export(Path(run_dir)):
-        return load_export(Path(run_dir), base_only)
+        return load_export(Path(run_dir), base_only, trust_remote_code)
     run = RunDir(Path(run_dir))
     check_finished(run)
     config = load_config(run.config)
@@ -123,11 +134,7 @@ def load_run(
             config.model.model_copy(update={"dtype": compute}) if compute != "auto" else config.model
         )
         config = config.model_copy(update={"model": model_section, "quant": QuantConfig()})
-    if config.model.trust_remote_code and not trust_remote_code:
-        raise TuneforgeError(
-            f"{run.config} sets model.trust_remote_code: true, which runs code shipped with the model. "
-            "If you trust it, pass --trust-remote-code."
-        )
+    check_consent(config, run.config, trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(run.adapter)  # holds the chat template training used
     try:
         if config.lora.method == "full" and not base_only:
