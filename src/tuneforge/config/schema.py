@@ -324,6 +324,26 @@ class EvalConfig(Section):
     report_samples: int = Field(10, ge=0, description="Side-by-side samples shown in the report.")
 
 
+class ServeConfig(Section):
+    """Limits of `tuneforge serve` and `tuneforge app` (read from the first model's run config; change them
+    with --set serve.KEY=VALUE)."""
+
+    max_concurrent_requests: int = Field(
+        256, ge=1, description="Requests queued or running at once; more get HTTP 429."
+    )
+    max_batch_size: int = Field(16, ge=1, description="Requests generated together in one batch.")
+    batch_wait_ms: int = Field(
+        10, ge=0, le=1000, description="How long the engine waits for requests to join a batch."
+    )
+    max_new_tokens: int = Field(512, ge=1, description="Default and cap of a request's max_tokens.")
+    max_prompt_chars: int = Field(
+        32_000, ge=1, description="Longest prompt (all message texts together) accepted, in characters."
+    )
+    request_timeout_s: float = Field(
+        300, gt=0, description="A request still generating after this many seconds ends with an error."
+    )
+
+
 class LogConfig(Section):
     tensorboard: bool = Field(True, description="Write TensorBoard events to RUN_DIR/tensorboard.")
     report_to: list[Literal["wandb", "mlflow", "trackio", "comet_ml"]] = Field(
@@ -339,6 +359,7 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     run_dir: str | None = Field(
         None, description="Where the run is written; default runs/<config file name>."
     )

@@ -88,6 +88,11 @@ class ChatEncoder:
         ids, _ = self._tokenize(self.render(messages, add_generation_prompt=True))
         return self._bos() + ids if self._needs_bos(ids) else ids
 
+    def text_prompt_ids(self, text: str) -> list[int]:
+        """The ids of raw text to continue (no template, no EOS): what a completions endpoint feeds."""
+        ids, _ = self._tokenize(text)
+        return self._bos() + ids if self._needs_bos(ids) else ids
+
     def encode_conversation(self, messages: list[Message], train_on: str = "completion") -> EncodedSample:
         """ids and labels for a conversation that ends with an assistant answer; every answer is trained."""
         text, spans = self.answer_spans(messages)

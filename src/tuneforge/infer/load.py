@@ -93,7 +93,9 @@ def check_consent(config: RunConfig, source: Path, trust_remote_code: bool) -> N
         )
 
 
-def check_adapter_covers(model: PeftModel, adapter: Path, base_name: str) -> None:
+def check_adapter_covers(
+    model: PeftModel, adapter: Path, base_name: str, adapter_name: str = "default"
+) -> None:
     """peft leaves a layer the saved adapter has no weights for at its initial no-op, with a warning: an
     adapter saved for a shallower base, or a damaged file, would silently act as the base model."""
     weights = adapter / "adapter_model.safetensors"
@@ -101,7 +103,8 @@ def check_adapter_covers(model: PeftModel, adapter: Path, base_name: str) -> Non
         raise TuneforgeError(f"{weights} is missing: the adapter folder is incomplete")
     with safe_open(str(weights), "pt") as saved_file:
         saved = set(saved_file.keys())
-    adapted = set(get_peft_model_state_dict(model))  # the names peft saves under (DoRA's included)
+    # The names peft saves under (DoRA's included).
+    adapted = set(get_peft_model_state_dict(model, adapter_name=adapter_name))
     missing = sorted(adapted - saved)
     if missing:
         raise TuneforgeError(

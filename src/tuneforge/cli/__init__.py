@@ -401,5 +401,5 @@ class user_errors:  # noqa: N801 - used as a context manager, reads like a state
         raise typer.Exit(1)
 
 
-if __name__ == "__main__":
-    app()
+# Commands that use a trained model (chat, app, serve) live in their own module; importing it registers them.
+from tuneforge.cli import use  # noqa: E402, F401

@@ -1,0 +1,5 @@
+"""python -m tuneforge.cli: the same commands as the `tuneforge` script."""
+
+from tuneforge.cli import app
+
+app()

@@ -1,0 +1,96 @@
+"""The OpenAI wire format tuneforge serves: request and response bodies as pydantic models.
+
+Only what the server implements is accepted: unknown fields are a 400 that names them, and the OpenAI
+fields it does not implement are accepted only at their neutral values (n=1, no penalties, no logprobs),
+so a client never silently gets something other than what it asked for.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChatMessage(Body):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class StreamOptions(Body):
+    include_usage: bool = False
+
+
+class Sampling(Body):
+    """The generation fields both endpoints share."""
+
+    model: str = Field(description="A name from GET /v1/models: a run's adapter, an export, or the base.")
+    max_tokens: int | None = Field(None, ge=1, description="Most new tokens; default and cap: the server's.")
+    temperature: float = Field(1.0, ge=0, le=2, description="0 is greedy decoding.")
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: str | list[str] | None = Field(None, description="Up to 4 strings that end the answer.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Makes sampling repeatable.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: Literal[1] = 1
+    presence_penalty: Literal[0] = 0
+    frequency_penalty: Literal[0] = 0
+    logprobs: Literal[False] | None = None
+    user: str | None = None
+
+    def stop_strings(self) -> list[str]:
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return [s for s in stops if s][:4]
+
+
+class ChatCompletionRequest(Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1, description="The newer name of max_tokens.")
+
+
+class CompletionRequest(Sampling):
+    prompt: str | list[str] = Field(description="Raw text, no chat template; a list must hold one string.")
+    echo: Literal[False] = False
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "tuneforge"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def completion_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())

@@ -1,0 +1,279 @@
+"""HTTP routes of the OpenAI-compatible server: /v1/models, /v1/chat/completions, /v1/completions, /health.
+
+Every error is OpenAI's JSON shape `{"error": {"message", "type", "param", "code"}}`: 401 for a missing or
+wrong key (compared in constant time), 404 for an unknown model, 400 for a body that does not validate or
+a prompt over the limits, 429 when the engine is full, 504 when a request runs past its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tuneforge.serve.engine import Busy, Decoding, Engine, Event
+from tuneforge.serve.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+    Sampling,
+    completion_id,
+    now,
+)
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, message: str, kind: str, param: str | None = None, code: str | None = None
+    ):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
+
+
+def error_response(status: int, message: str, kind: str, param=None, code=None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+def build_app(engine: Engine, api_key: str | None) -> FastAPI:
+    app = FastAPI(title="tuneforge", description="OpenAI-compatible API for tuneforge runs", version="1")
+    created = now()
+
+    def check_key(request: Request) -> None:
+        if api_key is None:
+            return
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise ApiError(
+                401,
+                "missing or wrong API key (Authorization: Bearer KEY)",
+                "invalid_request_error",
+                code="invalid_api_key",
+            )
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.kind, exc.param, exc.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
+        param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+        return error_response(400, f"{param or 'body'}: {first.get('msg')}", "invalid_request_error", param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), "invalid_request_error")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "models": list(engine.served)}
+
+    @app.get("/v1/models", dependencies=[Depends(check_key)])
+    def models() -> ModelList:
+        return ModelList(data=[ModelCard(id=name, created=created) for name in engine.served])
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
+    async def chat(body: ChatCompletionRequest):
+        check_model(engine, body.model)
+        messages = [m.model_dump() for m in body.messages]
+        check_chars(engine, sum(len(m["content"]) for m in messages))
+        ids = engine.chat_ids(body.model, messages)
+        limit = body.max_completion_tokens or body.max_tokens
+        return await answer(engine, body, ids, limit, chat=True)
+
+    @app.post("/v1/completions", dependencies=[Depends(check_key)])
+    async def complete(body: CompletionRequest):
+        check_model(engine, body.model)
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if len(prompts) != 1:
+            raise ApiError(400, "prompt: one string per request", "invalid_request_error", "prompt")
+        check_chars(engine, len(prompts[0]))
+        return await answer(
+            engine, body, engine.text_ids(body.model, prompts[0]), body.max_tokens, chat=False
+        )
+
+    def openapi_with_models() -> dict:
+        """The schema names the served models (FastAPI's documented way to extend it), so clients and
+        schema-driven testers see which `model` values exist."""
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            for body in ("ChatCompletionRequest", "CompletionRequest"):
+                schema["components"]["schemas"][body]["properties"]["model"]["enum"] = list(engine.served)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi_with_models
+    return app
+
+
+def check_model(engine: Engine, name: str) -> None:
+    if name not in engine.served:
+        known = ", ".join(engine.served)
+        raise ApiError(
+            404,
+            f"model {name!r} does not exist; served: {known}",
+            "invalid_request_error",
+            "model",
+            "model_not_found",
+        )
+
+
+def check_chars(engine: Engine, chars: int) -> None:
+    if chars > engine.limits.max_prompt_chars:
+        raise ApiError(
+            400,
+            f"the prompt has {chars} characters; this server accepts {engine.limits.max_prompt_chars} "
+            "(serve.max_prompt_chars)",
+            "invalid_request_error",
+            "messages",
+            "context_length_exceeded",
+        )
+
+
+def decoding_of(engine: Engine, body: Sampling, ids: list[int], limit: int | None) -> Decoding:
+    cap = engine.limits.max_new_tokens
+    if limit is not None and limit > cap:
+        raise ApiError(
+            400,
+            f"max_tokens {limit} is over this server's cap of {cap} (serve.max_new_tokens)",
+            "invalid_request_error",
+            "max_tokens",
+        )
+    wanted = limit or cap
+    context = engine.served[body.model].context
+    if context is not None and len(ids) + wanted > context:
+        raise ApiError(
+            400,
+            f"the prompt is {len(ids)} tokens and max_tokens {wanted}; the model's context is {context} tokens",
+            "invalid_request_error",
+            "messages",
+            "context_length_exceeded",
+        )
+    return Decoding(wanted, body.temperature, body.top_p, body.seed, tuple(body.stop_strings()))
+
+
+async def answer(engine: Engine, body: Sampling, ids: list[int], limit: int | None, chat: bool):
+    decoding = decoding_of(engine, body, ids, limit)
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[Event] = asyncio.Queue()
+    try:
+        job = engine.submit(
+            body.model, ids, decoding, lambda e: loop.call_soon_threadsafe(events.put_nowait, e)
+        )
+    except Busy as exc:
+        raise ApiError(429, f"the server is busy: {exc}; retry shortly", "rate_limit_exceeded") from exc
+    ident = completion_id("chatcmpl" if chat else "cmpl")
+    if body.stream:
+        usage = body.stream_options is not None and body.stream_options.include_usage
+        return StreamingResponse(
+            stream(job, events, body.model, ident, chat, usage), media_type="text/event-stream"
+        )
+    text, last = "", None
+    try:
+        while last is None or last.finish_reason is None:
+            last = await events.get()
+            text += last.delta
+    finally:
+        job.cancel()
+    raise_failure(last)
+    return whole_response(ident, body.model, chat, text, last)
+
+
+def raise_failure(event: Event) -> None:
+    if event.finish_reason == "timeout":
+        raise ApiError(504, "the request ran past serve.request_timeout_s", "timeout")
+    if event.finish_reason == "error":
+        raise ApiError(500, f"generation failed: {event.error}", "server_error")
+
+
+def usage_of(event: Event) -> dict:
+    total = event.prompt_tokens + event.completion_tokens
+    return {
+        "prompt_tokens": event.prompt_tokens,
+        "completion_tokens": event.completion_tokens,
+        "total_tokens": total,
+    }
+
+
+def finish_reason(event: Event) -> str:
+    return "length" if event.finish_reason in ("length", "timeout", "cancelled") else "stop"
+
+
+def whole_response(ident: str, model: str, chat: bool, text: str, last: Event) -> dict:
+    choice = {"index": 0, "finish_reason": finish_reason(last)}
+    if chat:
+        choice["message"] = {"role": "assistant", "content": text}
+    else:
+        choice["text"] = text
+        choice["logprobs"] = None
+    kind = "chat.completion" if chat else "text_completion"
+    return {
+        "id": ident,
+        "object": kind,
+        "created": now(),
+        "model": model,
+        "choices": [choice],
+        "usage": usage_of(last),
+    }
+
+
+async def stream(
+    job, events: asyncio.Queue, model: str, ident: str, chat: bool, usage: bool
+) -> AsyncIterator[str]:
+    kind = "chat.completion.chunk" if chat else "text_completion"
+
+    def chunk(delta: str | None, reason: str | None, role: bool = False) -> str:
+        if chat:
+            content = (
+                {"role": "assistant", "content": delta or ""}
+                if role
+                else ({"content": delta} if delta else {})
+            )
+            choice = {"index": 0, "delta": content, "finish_reason": reason}
+        else:
+            choice = {"index": 0, "text": delta or "", "logprobs": None, "finish_reason": reason}
+        body = {"id": ident, "object": kind, "created": now(), "model": model, "choices": [choice]}
+        return f"data: {json.dumps(body)}\n\n"
+
+    try:
+        if chat:
+            yield chunk("", None, role=True)
+        while True:
+            event = await events.get()
+            if event.finish_reason in ("timeout", "error"):
+                message = (
+                    "the request ran past serve.request_timeout_s"
+                    if event.finish_reason == "timeout"
+                    else event.error
+                )
+                yield f"data: {json.dumps({'error': {'message': message, 'type': event.finish_reason}})}\n\n"
+                break
+            if event.delta:
+                yield chunk(event.delta, None)
+            if event.finish_reason is not None:
+                yield chunk(None, finish_reason(event))
+                if usage:
+                    body = {
+                        "id": ident,
+                        "object": kind,
+                        "created": now(),
+                        "model": model,
+                        "choices": [],
+                        "usage": usage_of(event),
+                    }
+                    yield f"data: {json.dumps(body)}\n\n"
+                break
+        yield "data: [DONE]\n\n"
+    finally:
+        job.cancel()  # a client that went away stops its row at the next step

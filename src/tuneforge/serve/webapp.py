@@ -1,0 +1,85 @@
+"""`tuneforge app RUN [RUN ...]`: a Gradio chat with a model picker, generation settings, streaming, and a
+"base vs tuned" mode that answers each message with the tuned model and its base side by side."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+
+from tuneforge.serve.engine import Decoding, Engine
+
+
+def stream_pair(engine: Engine, jobs: dict[str, list[dict]], decoding: Decoding) -> Iterator[dict[str, str]]:
+    """Submit one request per model name and yield every model's text so far, as it grows."""
+    events: dict[str, queue.Queue] = {name: queue.Queue() for name in jobs}
+    texts = dict.fromkeys(jobs, "")
+    for name, messages in jobs.items():
+        engine.submit(name, engine.chat_ids(name, messages), decoding, events[name].put)
+    running = set(jobs)
+    while running:
+        for name in list(running):
+            try:
+                event = events[name].get(timeout=0.05)
+            except queue.Empty:
+                continue
+            texts[name] += event.delta
+            if event.finish_reason is not None:
+                running.discard(name)
+            yield dict(texts)
+
+
+def build_app(engine: Engine):
+    import gradio as gr
+
+    names = list(engine.served)
+    tuned_names = [n for n in names if engine.served[n].base_name] or names
+
+    def respond(message, tuned_history, base_history, name, compare, temperature, top_p, max_tokens):
+        if not message.strip():
+            yield "", tuned_history, base_history
+            return
+        base_name = engine.served[name].base_name if compare else None
+        decoding = Decoding(
+            max_new_tokens=int(max_tokens), temperature=float(temperature), top_p=float(top_p)
+        )
+        user = {"role": "user", "content": message}
+        jobs = {name: [*tuned_history, user]}
+        if base_name:
+            jobs[base_name] = [*base_history, user]
+        for texts in stream_pair(engine, jobs, decoding):
+            tuned = [*tuned_history, user, {"role": "assistant", "content": texts[name]}]
+            base = (
+                [*base_history, user, {"role": "assistant", "content": texts[base_name]}]
+                if base_name
+                else base_history
+            )
+            yield "", tuned, base
+
+    with gr.Blocks(title="tuneforge") as app:
+        gr.Markdown("## tuneforge chat")
+        with gr.Row():
+            model = gr.Dropdown(names, value=tuned_names[0], label="Model", elem_id="model")
+            compare = gr.Checkbox(
+                False, label="Base vs tuned (answers with the model's base too)", elem_id="compare"
+            )
+        with gr.Row():
+            temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature (0: greedy)")
+            top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Top p")
+            max_tokens = gr.Slider(
+                1,
+                engine.limits.max_new_tokens,
+                value=min(128, engine.limits.max_new_tokens),
+                step=1,
+                label="Max new tokens",
+            )
+        with gr.Row():
+            tuned_chat = gr.Chatbot(label="Model", elem_id="tuned-chat")
+            base_chat = gr.Chatbot(label="Base", visible=False, elem_id="base-chat")
+        message = gr.Textbox(label="Message", placeholder="Type a message and press Enter", elem_id="message")
+        clear = gr.Button("Clear")
+        inputs = [message, tuned_chat, base_chat, model, compare, temperature, top_p, max_tokens]
+        message.submit(respond, inputs, [message, tuned_chat, base_chat])
+        compare.change(lambda on: gr.update(visible=on), compare, base_chat)
+        for control in (clear.click, model.change):
+            control(lambda: ([], []), None, [tuned_chat, base_chat])
+    return app
