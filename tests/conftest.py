@@ -11,6 +11,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from tuneforge.config.loading import validate_config
+from tuneforge.train.sft import run_finetune
 from tuneforge_dev.demo_data import tokenizer_corpus, write_demo_dataset
 from tuneforge_dev.tiny_model import TinySize, build_tiny_model
 
@@ -102,3 +103,31 @@ def quick_config(model_dir: Path, train_path: Path, eval_path: Path | None = Non
 def private_token_cache(tmp_path, monkeypatch):
     """Each test gets its own tokenization cache, so no test sees another's entries."""
     monkeypatch.setenv("TUNEFORGE_CACHE", str(tmp_path / "token-cache"))
+
+
+@pytest.fixture(scope="session")
+def two_runs(tmp_path_factory, tiny_models, demo_files) -> list[Path]:
+    """Two adapters on the same tiny base, trained differently, so the three models answer differently."""
+    train, evaluation = demo_files
+    root = tmp_path_factory.mktemp("served")
+    runs = []
+    for name, steps, rate, system in (
+        ("alpha", 200, 5e-3, None),
+        ("beta", 300, 1e-2, "Answer with one shell command."),
+    ):
+        config = quick_config(
+            tiny_models("llama"),
+            train,
+            evaluation,
+            data={"system_prompt": system},
+            train={
+                "max_steps": steps,
+                "learning_rate": rate,
+                "eval_steps": steps,
+                "save_steps": steps,
+                "max_length": "auto",
+            },
+        )
+        run_finetune(config, root / name)
+        runs.append(root / name)
+    return runs

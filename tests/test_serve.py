@@ -15,11 +15,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import quick_config
 
 from tuneforge.infer.generate import Decoding, generate
 from tuneforge.infer.load import load_run
-from tuneforge.train.sft import run_finetune
 
 KEY = "test-key-0123456789"
 PROMPTS = ["list the files in /srv/data", "count the lines in notes.txt", "delete old.log"]
@@ -44,34 +42,6 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 180) -> 
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer in {seconds}s")
-
-
-@pytest.fixture(scope="session")
-def two_runs(tmp_path_factory, tiny_models, demo_files) -> list[Path]:
-    """Two adapters on the same tiny base, trained differently, so the three models answer differently."""
-    train, evaluation = demo_files
-    root = tmp_path_factory.mktemp("served")
-    runs = []
-    for name, steps, rate, system in (
-        ("alpha", 200, 5e-3, None),
-        ("beta", 300, 1e-2, "Answer with one shell command."),
-    ):
-        config = quick_config(
-            tiny_models("llama"),
-            train,
-            evaluation,
-            data={"system_prompt": system},
-            train={
-                "max_steps": steps,
-                "learning_rate": rate,
-                "eval_steps": steps,
-                "save_steps": steps,
-                "max_length": "auto",
-            },
-        )
-        run_finetune(config, root / name)
-        runs.append(root / name)
-    return runs
 
 
 @pytest.fixture(scope="module")

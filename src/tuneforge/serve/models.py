@@ -58,7 +58,8 @@ def load_models(paths: list[Path], trust_remote_code: bool = False) -> dict[str,
             loaded = load_run(path, trust_remote_code=trust_remote_code)
             served[name] = entry(name, loaded.model, None, loaded.encoder, loaded.config, str(path))
             continue
-        served[name] = add_adapter(path, name, bases, trust_remote_code)
+        # peft adapter names become module names: no dots, so not the folder name.
+        served[name] = add_adapter(path, name, f"adapter_{len(served)}", bases, trust_remote_code)
     for base in bases.values():
         base.name = base.name if base.name not in served else f"{base.name}-base"
         for adapter in served.values():
@@ -68,7 +69,9 @@ def load_models(paths: list[Path], trust_remote_code: bool = False) -> dict[str,
     return served
 
 
-def add_adapter(path: Path, name: str, bases: dict[str, Served], trust_remote_code: bool) -> Served:
+def add_adapter(
+    path: Path, name: str, adapter: str, bases: dict[str, Served], trust_remote_code: bool
+) -> Served:
     run = RunDir(path)
     check_finished(run)
     config = load_config(run.config)
@@ -77,19 +80,19 @@ def add_adapter(path: Path, name: str, bases: dict[str, Served], trust_remote_co
     try:
         if key not in bases:
             base = load_run(path, base_only=True, trust_remote_code=trust_remote_code).model
-            shared = PeftModel.from_pretrained(base, run.adapter, adapter_name=name)
+            shared = PeftModel.from_pretrained(base, run.adapter, adapter_name=adapter)
             base_name = Path(config.model.gguf_file or config.model.name_or_path).stem or "base"
             bases[key] = entry(base_name, shared, None, encoder, config, config.model.name_or_path)
         else:
-            bases[key].model.load_adapter(run.adapter, adapter_name=name)
-        check_adapter_covers(bases[key].model, run.adapter, config.model.name_or_path, adapter_name=name)
+            bases[key].model.load_adapter(run.adapter, adapter_name=adapter)
+        check_adapter_covers(bases[key].model, run.adapter, config.model.name_or_path, adapter_name=adapter)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise TuneforgeError(
             f"{run.adapter} cannot be loaded ({type(exc).__name__}: {exc}); is it complete, and saved for "
             f"this base model ({config.model.name_or_path})?"
         ) from exc
     bases[key].model.eval()
-    return entry(name, bases[key].model, name, encoder, config, str(path))
+    return entry(name, bases[key].model, adapter, encoder, config, str(path))
 
 
 def entry(

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from tuneforge.serve.engine import Decoding, Engine
 
 
-def stream_pair(engine: Engine, jobs: dict[str, list[dict]], decoding: Decoding) -> Iterator[dict[str, str]]:
-    """Submit one request per model name and yield every model's text so far, as it grows."""
+def stream_pair(engine: Engine, jobs: dict[str, list[int]], decoding: Decoding) -> Iterator[dict[str, str]]:
+    """Submit one request per model name (its prompt ids) and yield every model's text so far, as it grows."""
     events: dict[str, queue.Queue] = {name: queue.Queue() for name in jobs}
     texts = dict.fromkeys(jobs, "")
-    for name, messages in jobs.items():
-        engine.submit(name, engine.chat_ids(name, messages), decoding, events[name].put)
+    for name, ids in jobs.items():
+        engine.submit(name, ids, decoding, events[name].put)
     running = set(jobs)
     while running:
         for name in list(running):
@@ -28,6 +28,18 @@ def stream_pair(engine: Engine, jobs: dict[str, list[dict]], decoding: Decoding)
             yield dict(texts)
 
 
+def plain(history: list[dict]) -> list[dict]:
+    """Chat history as the encoder takes it: Gradio 6 hands message content back as a list of parts."""
+
+    def text(content) -> str:
+        if isinstance(content, str):
+            return content
+        parts = content if isinstance(content, list) else [content]
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in parts)
+
+    return [{"role": m["role"], "content": text(m["content"])} for m in history]
+
+
 def build_app(engine: Engine):
     import gradio as gr
 
@@ -38,14 +50,16 @@ def build_app(engine: Engine):
         if not message.strip():
             yield "", tuned_history, base_history
             return
+        tuned_history, base_history = plain(tuned_history), plain(base_history)
         base_name = engine.served[name].base_name if compare else None
         decoding = Decoding(
             max_new_tokens=int(max_tokens), temperature=float(temperature), top_p=float(top_p)
         )
         user = {"role": "user", "content": message}
-        jobs = {name: [*tuned_history, user]}
+        # The base is prompted as the tuned model is (its template and system prompt), as eval does.
+        jobs = {name: engine.chat_ids(name, [*tuned_history, user])}
         if base_name:
-            jobs[base_name] = [*base_history, user]
+            jobs[base_name] = engine.chat_ids(name, [*base_history, user])
         for texts in stream_pair(engine, jobs, decoding):
             tuned = [*tuned_history, user, {"role": "assistant", "content": texts[name]}]
             base = (
