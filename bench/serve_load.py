@@ -206,7 +206,7 @@ def show(rows, args) -> None:
             f"{rate:.1f}",
             f"{rss:.0f}",
         )
-    console = Console()
+    console = Console(width=160)
     console.print(table)
     console.print(f"aggregate tokens/s, concurrent / one at a time: {rates[0] / rates[1]:.2f}x")
     for _, _, errors, _, _ in rows:
