@@ -137,7 +137,7 @@ def test_concurrent_requests_are_batched_and_answer_as_one_at_a_time(client):
     assert together == alone
 
 
-def test_usage_stop_and_seed(client, two_runs):
+def test_usage_stop_and_seed(client, two_runs, tiny_models):
     answer = client.chat.completions.create(
         model="alpha",
         messages=[{"role": "user", "content": PROMPTS[0]}],
@@ -148,26 +148,29 @@ def test_usage_stop_and_seed(client, two_runs):
     prompt_ids = loaded.encoder.prompt_ids([{"role": "user", "content": PROMPTS[0]}])
     assert answer.usage.prompt_tokens == len(prompt_ids)
     assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
-    text = answer.choices[0].message.content
-    if len(text) > 3:
-        cut = ask(client, "alpha", PROMPTS[0], stop=[text[2:4]])
-        assert cut == text[: text.index(text[2:4])].rstrip() and answer.choices[0].finish_reason in (
-            "stop",
-            "length",
-        )
-    sampled = [
-        client.chat.completions.create(
-            model="beta",
-            messages=[{"role": "user", "content": "delete x"}],
-            temperature=1.0,
-            seed=7,
-            max_tokens=NEW_TOKENS,
-        )
-        .choices[0]
-        .message.content
-        for _ in range(2)
-    ]
-    assert sampled[0] == sampled[1]
+    # The random base rambles: long answers to cut, and samples that depend on the seed.
+    base = tiny_models("llama").name
+    whole = client.chat.completions.create(
+        model=base, messages=[{"role": "user", "content": PROMPTS[0]}], temperature=0, max_tokens=NEW_TOKENS
+    )
+    text = whole.choices[0].message.content
+    assert len(text) > 6 and whole.choices[0].finish_reason == "length"
+    stop = text[3:5]
+    cut = client.chat.completions.create(
+        model=base,
+        messages=[{"role": "user", "content": PROMPTS[0]}],
+        temperature=0,
+        stop=[stop],
+        max_tokens=NEW_TOKENS,
+    )
+    assert cut.choices[0].message.content == text[: text.index(stop)].rstrip()
+    assert cut.choices[0].finish_reason == "stop"
+
+    def sample(seed: int) -> str:
+        options = {"temperature": 1.0, "seed": seed, "max_tokens": NEW_TOKENS}
+        return ask(client, base, "delete x", **options)
+
+    assert sample(7) == sample(7) != sample(8)
 
 
 def test_errors_have_openai_shape_and_status(client, server):

@@ -25,7 +25,7 @@ class Conversation:
         return [*system, *self.turns, {"role": "user", "content": user}]
 
 
-def command(line: str, conversation: Conversation, console: Console) -> bool:
+def command(line: str, conversation: Conversation, console: Console, cap: int) -> bool:
     """Apply a /command; returns False when the chat should end."""
     name, _, argument = line[1:].partition(" ")
     if name in ("exit", "quit"):
@@ -40,13 +40,13 @@ def command(line: str, conversation: Conversation, console: Console) -> bool:
             f"[dim](system message {'set' if conversation.system else 'removed'}; conversation cleared)[/]"
         )
     elif name == "set":
-        set_decoding(argument, conversation, console)
+        set_decoding(argument, conversation, console, cap)
     else:
         console.print(f"[dim]{HELP}[/]", highlight=False)
     return True
 
 
-def set_decoding(argument: str, conversation: Conversation, console: Console) -> None:
+def set_decoding(argument: str, conversation: Conversation, console: Console, cap: int) -> None:
     key, _, value = argument.strip().partition(" ")
     fields = {
         "temperature": ("temperature", float),
@@ -84,6 +84,9 @@ def reply(engine: Engine, name: str, conversation: Conversation, user: str, cons
         if event.finish_reason is not None:
             break
     console.print()
+    if event.finish_reason in ("error", "timeout"):
+        console.print(f"[red]({event.error or 'timed out'}; this turn is not kept)[/]", highlight=False)
+        return text
     conversation.turns += [{"role": "user", "content": user}, {"role": "assistant", "content": text}]
     return text
 
@@ -99,7 +102,7 @@ def chat_loop(engine: Engine, name: str, console: Console, read: Callable[[str],
         if not line:
             continue
         if line.startswith("/"):
-            if not command(line, conversation, console):
+            if not command(line, conversation, console, engine.limits.max_new_tokens):
                 break
             continue
         reply(engine, name, conversation, line, console)

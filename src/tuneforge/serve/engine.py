@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 
 import torch
@@ -39,6 +39,11 @@ class Decoding:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+
+    @property
+    def sampled(self) -> bool:
+        """Temperatures this close to 0 are greedy: dividing logits by 1e-200 overflows to inf and NaN."""
+        return self.temperature >= 1e-3
 
 
 @dataclass
@@ -66,7 +71,7 @@ class Job:
 
     def batch_key(self) -> tuple:
         d = self.decoding
-        sampling = (d.temperature, d.top_p, id(self) if d.seed is not None else None) if d.temperature else ()
+        sampling = (d.temperature, d.top_p, id(self) if d.seed is not None else None) if d.sampled else ()
         return (self.served.weights, self.served.adapter, *sampling)
 
     def cancel(self) -> None:
@@ -78,9 +83,9 @@ class Job:
             return self.finish("stop", self.ids + [token])
         self.ids.append(token)
         text = self.text()
-        for stop in self.decoding.stop:
-            if stop in text:
-                return self.finish("stop", self.ids, cut=text.index(stop))
+        found = [text.index(stop) for stop in self.decoding.stop if stop in text]
+        if found:
+            return self.finish("stop", self.ids, cut=min(found))
         if len(self.ids) >= self.decoding.max_new_tokens:
             return self.finish("length", self.ids)
         if self.cancelled.is_set():
@@ -109,17 +114,16 @@ class Job:
 
 
 def streamable(text: str, stops: tuple[str, ...]) -> int:
-    """How much of the text can be sent: not trailing whitespace (the end is stripped), not a half-decoded
-    character, not the start of a stop string that the next tokens may complete."""
-    end = len(text.rstrip())
-    if text[:end].endswith("\ufffd"):
-        end -= 1
+    """How much of the text can be sent now: not the start of a stop string that the next tokens may
+    complete, not trailing whitespace (the final answer is stripped), not a half-decoded character."""
+    end = len(text)
     for stop in stops:
         for size in range(min(len(stop) - 1, end), 0, -1):
-            if text[:end].endswith(stop[:size]):
-                end -= size
+            if text.endswith(stop[:size]):
+                end = min(end, len(text) - size)
                 break
-    return max(end, 0)
+    ready = text[:end].rstrip()
+    return len(ready) - 1 if ready.endswith("\ufffd") else len(ready)
 
 
 class StreamEachStep(StoppingCriteria):
@@ -152,7 +156,13 @@ class Engine:
     def stop(self) -> None:
         with self._lock:
             self._closing = True
+            pending, self._pending = self._pending, []
             self._lock.notify_all()
+        for job in pending:
+            job.finish("error", [], error="the server is shutting down")
+
+    def alive(self) -> bool:
+        return self._worker.is_alive()
 
     def chat_ids(self, name: str, messages: list[dict]) -> list[int]:
         served = self.served[name]
@@ -166,6 +176,8 @@ class Engine:
     def submit(
         self, name: str, prompt_ids: list[int], decoding: Decoding, sink: Callable[[Event], None]
     ) -> Job:
+        if not prompt_ids:
+            raise TuneforgeError("the prompt is empty")
         served = self.served[name]
         timeout = self.limits.request_timeout_s
         job = Job(served, prompt_ids, decoding, self._counted(sink), time.monotonic() + timeout)
@@ -182,7 +194,8 @@ class Engine:
             if event.finish_reason is not None:
                 with self._lock:
                     self._in_flight -= 1
-            sink(event)
+            with suppress(Exception):  # a listener that went away must not stop the worker
+                sink(event)
 
         return deliver
 
@@ -194,20 +207,31 @@ class Engine:
                 if self._closing:
                     return
             time.sleep(self.limits.batch_wait_ms / 1000)  # requests arriving together share the batch
-            with self._lock:
-                key = self._pending[0].batch_key()
-                batch = [job for job in self._pending if job.batch_key() == key][: self.limits.max_batch_size]
-                self._pending = [job for job in self._pending if job not in batch]
-            for job in [job for job in batch if job.cancelled.is_set()]:  # its client left while it waited
-                job.finish("cancelled", [])
-                batch.remove(job)
-            if not batch:
-                continue
+            batch = self._take_batch()
             try:
-                self._generate(batch)
-            except Exception as exc:  # noqa: BLE001 - one failed batch must not stop the server
+                if batch:
+                    self._generate(batch)
+            except BaseException as exc:  # noqa: BLE001 - one failed batch must not stop the server
                 for job in batch:
                     job.finish("error", job.ids, error=f"{type(exc).__name__}: {exc}")
+                if not isinstance(exc, Exception):
+                    raise
+
+    def _take_batch(self) -> list[Job]:
+        """The oldest request and those that can share its batch; ones whose client left or whose time ran
+        out while they waited are finished here, before they cost a prefill."""
+        with self._lock:
+            if not self._pending:
+                return []
+            key = self._pending[0].batch_key()
+            batch = [job for job in self._pending if job.batch_key() == key][: self.limits.max_batch_size]
+            self._pending = [job for job in self._pending if job not in batch]
+        now = time.monotonic()
+        for job in list(batch):
+            if job.cancelled.is_set() or now > job.deadline:
+                job.finish("cancelled" if job.cancelled.is_set() else "timeout", [])
+                batch.remove(job)
+        return batch
 
     @torch.inference_mode()
     def _generate(self, jobs: list[Job]) -> None:
@@ -223,10 +247,10 @@ class Engine:
         )
         decoding = first.decoding
         sampling = {"do_sample": False}
-        if decoding.temperature:
+        if decoding.sampled:
             sampling = {"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p}
             if decoding.seed is not None:
-                torch.manual_seed(decoding.seed)
+                torch.manual_seed(decoding.seed)  # reseeded from the OS below, so later requests stay random
         with adapter_active(model, first.served.adapter):
             model.generate(
                 input_ids=input_ids,
@@ -238,6 +262,8 @@ class Engine:
                 use_cache=True,
                 **sampling,
             )
+        if decoding.sampled and decoding.seed is not None:
+            torch.seed()
         for job in jobs:
             job.finish("length", job.ids)
 

@@ -61,7 +61,8 @@ def load_models(paths: list[Path], trust_remote_code: bool = False) -> dict[str,
         # peft adapter names become module names: no dots, so not the folder name.
         served[name] = add_adapter(path, name, f"adapter_{len(served)}", bases, trust_remote_code)
     for base in bases.values():
-        base.name = base.name if base.name not in served else f"{base.name}-base"
+        while base.name in served:
+            base.name = f"{base.name}-base"
         for adapter in served.values():
             if adapter.model is base.model:
                 adapter.base_name = base.name

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,7 +34,9 @@ class Sampling(Body):
     max_tokens: int | None = Field(None, ge=1, description="Most new tokens; default and cap: the server's.")
     temperature: float = Field(1.0, ge=0, le=2, description="0 is greedy decoding.")
     top_p: float = Field(1.0, gt=0, le=1)
-    stop: str | list[str] | None = Field(None, description="Up to 4 strings that end the answer.")
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = Field(
+        None, description="Up to 4 strings that end the answer."
+    )
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Makes sampling repeatable.")
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -46,7 +48,7 @@ class Sampling(Body):
 
     def stop_strings(self) -> list[str]:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        return [s for s in stops if s][:4]
+        return [s for s in stops if s]
 
 
 class ChatCompletionRequest(Sampling):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
@@ -43,63 +44,74 @@ def error_response(status: int, message: str, kind: str, param=None, code=None) 
     return JSONResponse(body, status_code=status)
 
 
+def check_key(request: Request) -> None:
+    api_key = request.app.state.api_key
+    if api_key is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_key.encode()):
+        raise ApiError(
+            401,
+            "missing or wrong API key (Authorization: Bearer KEY)",
+            "invalid_request_error",
+            code="invalid_api_key",
+        )
+
+
+async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.message, exc.kind, exc.param, exc.code)
+
+
+async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
+    param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+    return error_response(400, f"{param or 'body'}: {first.get('msg')}", "invalid_request_error", param)
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return error_response(exc.status_code, str(exc.detail), "invalid_request_error")
+
+
+def health(request: Request) -> dict:
+    engine = request.app.state.engine
+    return {"status": "ok" if engine.alive() else "engine stopped", "models": list(engine.served)}
+
+
+def models(request: Request) -> ModelList:
+    created = request.app.state.created
+    return ModelList(data=[ModelCard(id=name, created=created) for name in request.app.state.engine.served])
+
+
+async def chat(request: Request, body: ChatCompletionRequest):
+    engine = request.app.state.engine
+    check_model(engine, body.model)
+    messages = [m.model_dump() for m in body.messages]
+    check_chars(engine, sum(len(m["content"]) for m in messages))
+    ids = engine.chat_ids(body.model, messages)
+    return await answer(request, body, ids, body.max_completion_tokens or body.max_tokens, chat=True)
+
+
+async def complete(request: Request, body: CompletionRequest):
+    engine = request.app.state.engine
+    check_model(engine, body.model)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if len(prompts) != 1:
+        raise ApiError(400, "prompt: one string per request", "invalid_request_error", "prompt")
+    check_chars(engine, len(prompts[0]))
+    return await answer(request, body, engine.text_ids(body.model, prompts[0]), body.max_tokens, chat=False)
+
+
 def build_app(engine: Engine, api_key: str | None) -> FastAPI:
     app = FastAPI(title="tuneforge", description="OpenAI-compatible API for tuneforge runs", version="1")
-    created = now()
-
-    def check_key(request: Request) -> None:
-        if api_key is None:
-            return
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
-            raise ApiError(
-                401,
-                "missing or wrong API key (Authorization: Bearer KEY)",
-                "invalid_request_error",
-                code="invalid_api_key",
-            )
-
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.kind, exc.param, exc.code)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
-        param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
-        return error_response(400, f"{param or 'body'}: {first.get('msg')}", "invalid_request_error", param)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), "invalid_request_error")
-
-    @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok", "models": list(engine.served)}
-
-    @app.get("/v1/models", dependencies=[Depends(check_key)])
-    def models() -> ModelList:
-        return ModelList(data=[ModelCard(id=name, created=created) for name in engine.served])
-
-    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
-    async def chat(body: ChatCompletionRequest):
-        check_model(engine, body.model)
-        messages = [m.model_dump() for m in body.messages]
-        check_chars(engine, sum(len(m["content"]) for m in messages))
-        ids = engine.chat_ids(body.model, messages)
-        limit = body.max_completion_tokens or body.max_tokens
-        return await answer(engine, body, ids, limit, chat=True)
-
-    @app.post("/v1/completions", dependencies=[Depends(check_key)])
-    async def complete(body: CompletionRequest):
-        check_model(engine, body.model)
-        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-        if len(prompts) != 1:
-            raise ApiError(400, "prompt: one string per request", "invalid_request_error", "prompt")
-        check_chars(engine, len(prompts[0]))
-        return await answer(
-            engine, body, engine.text_ids(body.model, prompts[0]), body.max_tokens, chat=False
-        )
+    app.state.engine, app.state.api_key, app.state.created = engine, api_key, now()
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, bad_body)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.get("/health")(health)
+    keyed = [Depends(check_key)]
+    app.get("/v1/models", dependencies=keyed)(models)
+    app.post("/v1/chat/completions", dependencies=keyed)(chat)
+    app.post("/v1/completions", dependencies=keyed)(complete)
 
     def openapi_with_models() -> dict:
         """The schema names the served models (FastAPI's documented way to extend it), so clients and
@@ -150,9 +162,12 @@ def decoding_of(engine: Engine, body: Sampling, ids: list[int], limit: int | Non
             "invalid_request_error",
             "max_tokens",
         )
-    wanted = limit or cap
     context = engine.served[body.model].context
-    if context is not None and len(ids) + wanted > context:
+    room = cap if context is None else min(cap, context - len(ids))
+    wanted = limit or room  # no max_tokens: as much as the context leaves, up to the cap
+    if not ids:
+        raise ApiError(400, "the prompt is empty", "invalid_request_error", "prompt")
+    if context is not None and (wanted < 1 or len(ids) + wanted > context):
         raise ApiError(
             400,
             f"the prompt is {len(ids)} tokens and max_tokens {wanted}; the model's context is {context} tokens",
@@ -163,7 +178,8 @@ def decoding_of(engine: Engine, body: Sampling, ids: list[int], limit: int | Non
     return Decoding(wanted, body.temperature, body.top_p, body.seed, tuple(body.stop_strings()))
 
 
-async def answer(engine: Engine, body: Sampling, ids: list[int], limit: int | None, chat: bool):
+async def answer(request: Request, body: Sampling, ids: list[int], limit: int | None, chat: bool):
+    engine = request.app.state.engine
     decoding = decoding_of(engine, body, ids, limit)
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Event] = asyncio.Queue()
@@ -182,12 +198,25 @@ async def answer(engine: Engine, body: Sampling, ids: list[int], limit: int | No
     text, last = "", None
     try:
         while last is None or last.finish_reason is None:
-            last = await events.get()
+            last = await next_event(events, job, request)
             text += last.delta
     finally:
-        job.cancel()
+        job.cancel()  # a client that left frees its row at the next step
     raise_failure(last)
     return whole_response(ident, body.model, chat, text, last)
+
+
+async def next_event(events: asyncio.Queue, job, request: Request | None) -> Event:
+    """The job's next event; a client that disconnected, or an engine that stopped answering past the
+    request's deadline, ends the wait instead of hanging it."""
+    while True:
+        try:
+            return await asyncio.wait_for(events.get(), timeout=1.0)
+        except TimeoutError:
+            if request is not None and await request.is_disconnected():
+                job.cancel()
+            if time.monotonic() > job.deadline + 60:
+                return Event("", "timeout")
 
 
 def raise_failure(event: Event) -> None:
@@ -250,7 +279,9 @@ async def stream(
         if chat:
             yield chunk("", None, role=True)
         while True:
-            event = await events.get()
+            event = await next_event(events, job, None)
+            if event.finish_reason in ("timeout", "error") and event.delta:
+                yield chunk(event.delta, None)
             if event.finish_reason in ("timeout", "error"):
                 message = (
                     "the request ran past serve.request_timeout_s"

@@ -13,19 +13,24 @@ def stream_pair(engine: Engine, jobs: dict[str, list[int]], decoding: Decoding) 
     """Submit one request per model name (its prompt ids) and yield every model's text so far, as it grows."""
     events: dict[str, queue.Queue] = {name: queue.Queue() for name in jobs}
     texts = dict.fromkeys(jobs, "")
-    for name, ids in jobs.items():
-        engine.submit(name, ids, decoding, events[name].put)
+    submitted = [engine.submit(name, ids, decoding, events[name].put) for name, ids in jobs.items()]
     running = set(jobs)
-    while running:
-        for name in list(running):
-            try:
-                event = events[name].get(timeout=0.05)
-            except queue.Empty:
-                continue
-            texts[name] += event.delta
-            if event.finish_reason is not None:
-                running.discard(name)
-            yield dict(texts)
+    try:
+        while running:
+            for name in list(running):
+                try:
+                    event = events[name].get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                texts[name] += event.delta
+                if event.finish_reason in ("error", "timeout"):
+                    texts[name] += f"\n\n[{event.error or 'timed out'}]"
+                if event.finish_reason is not None:
+                    running.discard(name)
+                yield dict(texts)
+    finally:  # Gradio closes the generator when the user stops or leaves: free the rows
+        for job in submitted:
+            job.cancel()
 
 
 def plain(history: list[dict]) -> list[dict]:
