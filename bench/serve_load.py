@@ -125,6 +125,20 @@ class PeakRss:
         return value / 2**20
 
 
+def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with {server.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url} did not answer in {seconds:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -151,12 +165,7 @@ def main() -> None:
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        wait_until_up(base + "/health", server)
         watcher = PeakRss(server.pid)
         watcher.thread.start()
         prompts = [PROMPTS[i % len(PROMPTS)].format(i=i) for i in range(args.requests)]
@@ -208,7 +217,8 @@ def show(rows, args) -> None:
         )
     console = Console(width=160)
     console.print(table)
-    console.print(f"aggregate tokens/s, concurrent / one at a time: {rates[0] / rates[1]:.2f}x")
+    if rates[1]:
+        console.print(f"aggregate tokens/s, concurrent / one at a time: {rates[0] / rates[1]:.2f}x")
     for _, _, errors, _, _ in rows:
         for error in errors[:3]:
             console.print(f"[red]{error}[/]")
