@@ -25,7 +25,7 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CHATDOCTOR = SHARED / "data" / "chatdoctor" / "chatdoctor5k.json"
 PROMPT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-CONTENDERS = ("seed", "trl", "tuneforge", "tuneforge-packed")
+CONTENDERS = ("seed", "trl", "tuneforge", "tuneforge-full-logits", "tuneforge-packed")
 TRAIN_ROWS, EVAL_ROWS, MAX_LEN, BATCH, LR = 400, 40, 512, 4, 2e-4
 
 
@@ -156,7 +156,7 @@ def trl_default(model_dir: Path, train: Path):
     return trainer, trainer.model, tokenizer, collator
 
 
-def tuneforge_path(model_dir: Path, train: Path, packing: bool = False):
+def tuneforge_path(model_dir: Path, train: Path, packing: bool = False, loss: str = "selective"):
     """tuneforge's own stages with the settings `tuneforge train` uses by default on CPU."""
     from tuneforge.config.schema import DataConfig, LoraConfig, ModelConfig, QuantConfig, TrainConfig
     from tuneforge.data.prepare import prepare_data
@@ -169,7 +169,13 @@ def tuneforge_path(model_dir: Path, train: Path, packing: bool = False):
     data_cfg = DataConfig(path=str(train), format="prompt_completion", eval_fraction=0, template="raw")
     data = prepare_data(data_cfg, bundle.tokenizer, MAX_LEN)
     train_cfg = TrainConfig(
-        epochs=1, learning_rate=LR, batch_size=BATCH, max_length=MAX_LEN, warmup=0, save_steps=10**6
+        epochs=1,
+        learning_rate=LR,
+        batch_size=BATCH,
+        max_length=MAX_LEN,
+        warmup=0,
+        save_steps=10**6,
+        loss=loss,
     )
     args = training_arguments(
         train_cfg, output_dir=Path(tempfile.mkdtemp()), dtype=bundle.dtype, has_eval=False, report_to=[]
@@ -182,6 +188,7 @@ def tuneforge_path(model_dir: Path, train: Path, packing: bool = False):
         pad_token_id=bundle.tokenizer.pad_token_id,
         callbacks=[],
         packing=packing,
+        selective=loss == "selective",
     )
     trainer.data_collator = collator = CountingCollator(trainer.data_collator)
     return trainer, bundle.model, bundle.tokenizer, collator
@@ -213,6 +220,7 @@ def run_one(contender: str, model_dir: Path, train: Path, held_out: Path) -> dic
         "seed": seed_style,
         "trl": trl_default,
         "tuneforge": tuneforge_path,
+        "tuneforge-full-logits": lambda m, t: tuneforge_path(m, t, loss="full_logits"),
         "tuneforge-packed": lambda m, t: tuneforge_path(m, t, packing=True),
     }[contender]
     trainer, model, tokenizer, collator = build(model_dir, train)
@@ -304,6 +312,8 @@ def main() -> int:
     if "gpt2" in summary and {"seed", "trl", "tuneforge"} <= set(summary["gpt2"]):
         r = summary["gpt2"]
         tf = r["tuneforge"]["real_tokens_per_s"]
+        if "tuneforge-full-logits" in r:
+            print(f"speedup_vs_full_logits={tf / r['tuneforge-full-logits']['real_tokens_per_s']:.2f}")
         print(
             f"speedup_vs_seed={tf / r['seed']['real_tokens_per_s']:.2f} speedup_vs_trl={tf / r['trl']['real_tokens_per_s']:.2f}"
         )

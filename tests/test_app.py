@@ -92,9 +92,15 @@ def test_the_app_in_a_browser(app_url, two_runs, tmp_path):
             )
 
         send_and_wait("tuned-chat", alpha)
+        page.locator("#model input").click()
+        page.get_by_role("option", name="beta").click()
+        page.wait_for_function(
+            "() => !document.querySelector('#tuned-chat [data-testid=\"bot\"]')", timeout=30_000
+        )
+        send_and_wait("tuned-chat", beta)
         page.locator("#compare input").check()
         page.locator("#base-chat").wait_for(state="visible")
-        send_and_wait("tuned-chat", alpha)
+        send_and_wait("tuned-chat", beta)
         # The random base's answer holds control characters that the chatbot renders as markdown, so it is
         # checked as shown (long, not the tuned one); the engine test compares the text itself.
         page.wait_for_function(
@@ -102,13 +108,7 @@ def test_the_app_in_a_browser(app_url, two_runs, tmp_path):
             " return b.length && b[b.length - 1].innerText.trim().length > 20; }",
             timeout=60_000,
         )
-        assert page.locator("#base-chat [data-testid='bot']").last.inner_text().strip() != alpha
-        page.locator("#model input").click()
-        page.get_by_role("option", name="beta").click()
-        page.wait_for_function(
-            "() => !document.querySelector('#tuned-chat [data-testid=\"bot\"]')", timeout=30_000
-        )
-        send_and_wait("tuned-chat", beta)
+        assert page.locator("#base-chat [data-testid='bot']").last.inner_text().strip() != beta
         shot = tmp_path / "app.png"
         page.screenshot(path=str(shot), full_page=True)
         browser.close()

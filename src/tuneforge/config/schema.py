@@ -275,6 +275,12 @@ class TrainConfig(Section):
         description="Liger kernels (RMSNorm, SwiGLU, RoPE, fused linear cross-entropy): auto = with CUDA when installed.",
     )
     torch_compile: bool = Field(False, description="torch.compile the model (GPU; first steps are slower).")
+    loss: Literal["selective", "full_logits"] = Field(
+        "selective",
+        description="selective: the output head and cross-entropy run only on trained positions, in chunks, so "
+        "full [tokens, vocab] logits never exist (same loss and gradients; Llama, Mistral, Qwen2/3, Phi and "
+        "GPT-2 families). full_logits: the model's own forward and loss (the reference path).",
+    )
     eval_steps: int = Field(50, ge=1, description="Evaluate every N optimizer steps.")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps.")
     save_total_limit: int | None = Field(3, ge=1, description="Keep at most this many checkpoints.")

@@ -19,6 +19,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from tuneforge.config.schema import LoraConfig, ModelConfig, QuantConfig, TrainConfig
+from tuneforge.model.head import HEAD_CHUNK_TOKENS, has_plain_head
 from tuneforge.model.load import architecture, resolve_dtype
 from tuneforge.model.targets import resolve_targets
 
@@ -128,9 +129,13 @@ def activation_bytes(
     return hf.num_hidden_layers * per_layer
 
 
-def logits_bytes(hf, batch: int, seq: int) -> float:
-    """Logits, their fp32 copy for the loss and its gradient: the peak at the end of forward."""
-    return 3 * batch * seq * hf.vocab_size * 4
+def logits_bytes(hf, batch: int, seq: int, selective: bool) -> float:
+    """Logits, their fp32 copy for the loss and its gradient: the peak at the end of forward. The selective
+    loss puts at most one chunk of trained positions through the head at a time."""
+    positions = batch * seq
+    if selective and has_plain_head(hf):
+        positions = min(positions, HEAD_CHUNK_TOKENS)
+    return 3 * positions * hf.vocab_size * 4
 
 
 def planned_dtype(model_cfg: ModelConfig, on_gpu: bool) -> torch.dtype:
@@ -174,7 +179,7 @@ def memory_parts(setup: Setup, hf, fixed: dict[str, float], batch: int, seq: int
     parts = {key: fixed[key] for key in ("weights", "adapter", "gradients", "optimizer")}
     dtype_bytes = int(fixed["dtype_bytes"])
     parts["activations"] = activation_bytes(setup.lora, setup.train, hf, batch, seq, dtype_bytes, on_gpu)
-    parts["logits"] = logits_bytes(hf, batch, seq)
+    parts["logits"] = logits_bytes(hf, batch, seq, setup.train.loss == "selective")
     parts["overhead"] = fixed["overhead"]
     return {**parts, "total": sum(parts.values())}
 

@@ -97,8 +97,8 @@ def build_app(engine: Engine):
         message = gr.Textbox(label="Message", placeholder="Type a message and press Enter", elem_id="message")
         clear = gr.Button("Clear")
         inputs = [message, tuned_chat, base_chat, model, compare, temperature, top_p, max_tokens]
-        message.submit(respond, inputs, [message, tuned_chat, base_chat])
+        answering = message.submit(respond, inputs, [message, tuned_chat, base_chat])
         compare.change(lambda on: gr.update(visible=on), compare, base_chat)
-        for control in (clear.click, model.change):
-            control(lambda: ([], []), None, [tuned_chat, base_chat])
+        for control in (clear.click, model.change):  # a new model or a clear stops the answer being written
+            control(lambda: ([], []), None, [tuned_chat, base_chat], cancels=[answering])
     return app

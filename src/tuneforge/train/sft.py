@@ -242,6 +242,7 @@ def assemble_trainer(
         callbacks=[*callbacks, *extra],
         packing=use_packing(config.train),
         scorer=training_scorer(config, bundle, data),
+        selective=config.train.loss == "selective",
     )
 
 

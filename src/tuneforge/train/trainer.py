@@ -23,6 +23,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from tuneforge.config.schema import TrainConfig
 from tuneforge.data.collate import PadCollator
+from tuneforge.train.selective_loss import selective_loss, supports_selective_loss
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
@@ -49,6 +50,18 @@ class SftTrainer(Trainer):
     optionally, generation metrics added to every evaluation (`scorer`: model -> {name: value})."""
 
     scorer = None
+    selective = False  # compute the loss with tuneforge.train.selective_loss (set by build_trainer)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.selective or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        features = {key: value for key, value in inputs.items() if key != "labels"}
+        # Divided as the Trainer's own path divides: by the accumulated item count where the model takes it.
+        items = num_items_in_batch if self.model_accepts_loss_kwargs else None
+        loss = selective_loss(model, features, inputs["labels"], items)
+        if self.args.average_tokens_across_devices and items is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        return (loss, {"loss": loss}) if return_outputs else loss
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
@@ -115,6 +128,7 @@ def training_arguments(
         disable_tqdm=True,
         use_liger_kernel=use_liger(train),
         torch_compile=train.torch_compile,
+        prediction_loss_only=True,  # evaluation needs the loss only; the selective path has no logits
     )
 
 
@@ -128,6 +142,7 @@ def build_trainer(
     callbacks: list[TrainerCallback],
     packing: bool = False,
     scorer=None,
+    selective: bool = False,
 ) -> Trainer:
     if packing:
         # One row per batch, position ids restarting at each sample: transformers builds a block-diagonal
@@ -145,4 +160,5 @@ def build_trainer(
     )
     trainer.remove_callback(PrinterCallback)  # our rich progress replaces the raw dict printer
     trainer.scorer = scorer
+    trainer.selective = selective and supports_selective_loss(model)
     return trainer

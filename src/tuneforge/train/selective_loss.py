@@ -1,0 +1,68 @@
+"""Cross-entropy computed only where a label is trained, without ever building the full logits.
+
+A causal LM's head turns every position's hidden state into vocabulary logits, but positions whose
+(shifted) label is -100 (the prompt, the padding) contribute nothing to the loss and, with a frozen head,
+nothing to any gradient. This path runs the decoder, gathers the hidden states of trained positions only,
+and applies the head and the cross-entropy to them in chunks; each chunk's logits are recomputed in the
+backward pass (activation checkpointing), so no `[tokens, vocab]` tensor outlives its chunk. With a
+trainable head (`modules_to_save: [lm_head]`, full fine-tuning) the same gather and chunking apply, and the
+head's gradient flows through the checkpointed chunks.
+
+The sum is divided exactly as transformers' `ForCausalLMLoss` divides it (by the Trainer's
+`num_items_in_batch`, else the number of trained positions), so the loss and every gradient equal the
+reference path's; tests/test_selective_loss.py checks both within 1e-5.
+
+Architectures whose head is not a plain linear layer (logit soft-capping, logit scaling) keep the
+reference path: only the families in tuneforge.model.head are known to have a plain head after their
+decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from peft import PeftModel
+from torch.utils.checkpoint import checkpoint
+
+from tuneforge.model.head import HEAD_CHUNK_TOKENS, has_plain_head
+
+
+def causal_lm(model: torch.nn.Module) -> torch.nn.Module:
+    return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def supports_selective_loss(model: torch.nn.Module) -> bool:
+    return has_plain_head(getattr(causal_lm(model), "config", None))
+
+
+def selective_loss(
+    model: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    chunk_tokens: int = HEAD_CHUNK_TOKENS,
+) -> torch.Tensor:
+    """Mean cross-entropy over trained positions (or sum / num_items_in_batch), as the model's loss is."""
+    lm = causal_lm(model)
+    hidden = lm.get_decoder()(**inputs).last_hidden_state
+    next_labels = F.pad(labels, (0, 1), value=-100)[..., 1:]  # position t predicts token t + 1
+    trained = next_labels != -100
+    states, targets = hidden[trained], next_labels[trained]
+    head = lm.get_output_embeddings()
+    total = (
+        hidden.new_zeros((), dtype=torch.float32) + 0.0 * hidden.sum()
+    )  # keeps the graph when nothing trains
+
+    def chunk_loss(chunk_states: torch.Tensor, chunk_targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(head(chunk_states).float(), chunk_targets, reduction="sum")
+
+    for start in range(0, targets.shape[0], chunk_tokens):
+        piece = (states[start : start + chunk_tokens], targets[start : start + chunk_tokens])
+        if torch.is_grad_enabled():
+            total = total + checkpoint(chunk_loss, *piece, use_reentrant=False)
+        else:
+            total = total + chunk_loss(*piece)
+    divisor = num_items_in_batch if num_items_in_batch is not None else max(int(targets.shape[0]), 1)
+    if torch.is_tensor(divisor):
+        divisor = divisor.to(total.device)
+    return total / divisor
