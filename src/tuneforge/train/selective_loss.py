@@ -3,10 +3,11 @@
 A causal LM's head turns every position's hidden state into vocabulary logits, but positions whose
 (shifted) label is -100 (the prompt, the padding) contribute nothing to the loss and, with a frozen head,
 nothing to any gradient. This path runs the decoder, gathers the hidden states of trained positions only,
-and applies the head and the cross-entropy to them in chunks; each chunk's logits are recomputed in the
-backward pass (activation checkpointing), so no `[tokens, vocab]` tensor outlives its chunk. With a
-trainable head (`modules_to_save: [lm_head]`, full fine-tuning) the same gather and chunking apply, and the
-head's gradient flows through the checkpointed chunks.
+and applies the head and the cross-entropy to them in chunks, so no `[tokens, vocab]` tensor outlives its
+chunk. With a frozen head (LoRA) each chunk's gradient for the hidden states is computed in the same pass
+(FrozenHeadCrossEntropy), so logits are neither kept nor recomputed. With a trainable head
+(`modules_to_save: [lm_head]`, full fine-tuning) each chunk is checkpointed and recomputed in the backward
+pass, so the head's own gradient flows too.
 
 The sum is divided exactly as transformers' `ForCausalLMLoss` divides it (by the Trainer's
 `num_items_in_batch`, else the number of trained positions), so the loss and every gradient equal the
@@ -49,9 +50,12 @@ def selective_loss(
     trained = next_labels != -100
     states, targets = hidden[trained], next_labels[trained]
     head = lm.get_output_embeddings()
-    total = (
-        hidden.new_zeros((), dtype=torch.float32) + 0.0 * hidden.sum()
-    )  # keeps the graph when nothing trains
+    divisor = num_items_in_batch if num_items_in_batch is not None else max(int(targets.shape[0]), 1)
+    if torch.is_tensor(divisor):
+        divisor = divisor.to(hidden.device)
+    if frozen_linear(head) and torch.is_grad_enabled() and targets.shape[0]:
+        return FrozenHeadCrossEntropy.apply(states, head.weight, head.bias, targets, chunk_tokens) / divisor
+    total = hidden.new_zeros((), dtype=torch.float32) + 0.0 * hidden.sum()  # the graph, when nothing trains
 
     def chunk_loss(chunk_states: torch.Tensor, chunk_targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(head(chunk_states).float(), chunk_targets, reduction="sum")
@@ -62,7 +66,39 @@ def selective_loss(
             total = total + checkpoint(chunk_loss, *piece, use_reentrant=False)
         else:
             total = total + chunk_loss(*piece)
-    divisor = num_items_in_batch if num_items_in_batch is not None else max(int(targets.shape[0]), 1)
-    if torch.is_tensor(divisor):
-        divisor = divisor.to(total.device)
     return total / divisor
+
+
+def frozen_linear(head: torch.nn.Module) -> bool:
+    """A plain linear head that trains nothing (LoRA without lm_head in modules_to_save or targets)."""
+    if type(head) is not torch.nn.Linear:
+        return False
+    return not head.weight.requires_grad and (head.bias is None or not head.bias.requires_grad)
+
+
+class FrozenHeadCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy through a frozen linear head, chunk by chunk, with the gradient for the hidden
+    states computed in the same pass (softmax minus one-hot, times the head's weight): backward then only
+    scales it, so no chunk's logits are kept or recomputed (the idea of Liger's fused linear cross-entropy,
+    in plain torch ops for every device)."""
+
+    @staticmethod
+    def forward(ctx, states, weight, bias, targets, chunk_tokens):
+        total = states.new_zeros((), dtype=torch.float32)
+        grad_states = torch.empty_like(states)
+        for start in range(0, targets.shape[0], chunk_tokens):
+            rows = slice(start, start + chunk_tokens)
+            logits = torch.nn.functional.linear(states[rows], weight, bias).float()
+            target = targets[rows]
+            log_norm = torch.logsumexp(logits, dim=-1)
+            total += (log_norm - logits.gather(1, target[:, None]).squeeze(1)).sum()
+            probabilities = torch.softmax(logits, dim=-1)
+            probabilities[torch.arange(target.shape[0], device=target.device), target] -= 1
+            grad_states[rows] = probabilities.to(weight.dtype) @ weight
+        ctx.save_for_backward(grad_states)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):
+        (grad_states,) = ctx.saved_tensors
+        return grad_states * grad_total.to(grad_states.dtype), None, None, None, None
