@@ -80,10 +80,10 @@ def test_selective_loss_equals_the_reference(name, train_on, head, packing, chun
     for divisor in (None, items + 3):  # the Trainer's num_items_in_batch, or a plain mean
         extra = {} if divisor is None else {"num_items_in_batch": divisor}
         reference, reference_grads = loss_and_grads(
-            model, lambda: model(**batch, labels=labels, **extra).loss
+            model, lambda extra=extra: model(**batch, labels=labels, **extra).loss
         )
         loss, grads = loss_and_grads(
-            model, lambda: selective_loss(model, batch, labels, divisor, chunk_tokens=chunk)
+            model, lambda divisor=divisor: selective_loss(model, batch, labels, divisor, chunk_tokens=chunk)
         )
         assert abs(loss.item() - reference.item()) <= 1e-5
         assert grads.keys() == reference_grads.keys() and grads
