@@ -37,6 +37,7 @@ def timed(
     trainer, model, _, _ = tuneforge_path(model_dir, train)
     model.base_model.model.config._attn_implementation = attention
     model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by train(); these scripts call training_step alone
     batches = iter(trainer.get_train_dataloader())
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     losses, start = [], 0.0

@@ -21,6 +21,7 @@ from throughput import CHATDOCTOR, build_models, tuneforge_path, write_rows  # n
 def profile_steps(model_dir: Path, train: Path, loss: str) -> str:
     trainer, model, _, _ = tuneforge_path(model_dir, train, loss=loss)
     model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by train(); these scripts call training_step alone
     batches = iter(trainer.get_train_dataloader())
     for _ in range(2):
         trainer.training_step(model, next(batches))
