@@ -90,9 +90,14 @@ class FrozenHeadCrossEntropy(torch.autograd.Function):
             rows = slice(start, start + chunk_tokens)
             logits = torch.nn.functional.linear(states[rows], weight, bias).float()
             target = targets[rows]
-            log_norm = torch.logsumexp(logits, dim=-1)
-            total += (log_norm - logits.gather(1, target[:, None]).squeeze(1)).sum()
-            probabilities = torch.softmax(logits, dim=-1)
+            # One pass over the logits, in place: shift by the max, exp, normalise. The same tensor then
+            # holds the softmax, and the gradient of the summed loss for the logits (softmax - one-hot).
+            logits.sub_(logits.amax(dim=-1, keepdim=True))
+            target_logit = logits.gather(1, target[:, None]).squeeze(1)
+            logits.exp_()
+            norm = logits.sum(dim=-1)
+            total += (norm.log() - target_logit).sum()
+            probabilities = logits.div_(norm[:, None])
             probabilities[torch.arange(target.shape[0], device=target.device), target] -= 1
             grad_states[rows] = probabilities.to(weight.dtype) @ weight
         ctx.save_for_backward(grad_states)
