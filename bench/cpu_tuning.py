@@ -32,9 +32,11 @@ def timed(
     threads: int = 2,
     interop: int | None = None,
     bf16: bool = False,
+    workers: int = 0,
 ) -> tuple[float, list[float]]:
     torch.set_num_threads(threads)
     trainer, model, _, _ = tuneforge_path(model_dir, train)
+    trainer.args.dataloader_num_workers = workers
     model.base_model.model.config._attn_implementation = attention
     model.train()
     trainer.current_gradient_accumulation_steps = 1  # set by train(); these scripts call training_step alone
@@ -49,6 +51,10 @@ def timed(
     return (time.perf_counter() - start) / STEPS, losses[WARMUP:]
 
 
+# torch.set_num_interop_threads can be set only once per process, before any parallel work: it is not a
+# setting this in-process comparison can change.
+
+
 def main() -> int:
     if not CHATDOCTOR.is_file():
         print(f"skipped: {CHATDOCTOR} not found (../shared is needed for this bench)")
@@ -60,6 +66,7 @@ def main() -> int:
         "eager attention": {"attention": "eager"},
         "1 thread": {"threads": 1},
         "bf16 autocast": {"bf16": True},
+        "1 data loader worker": {"workers": 1},
     }
     rows = {}
     for name, settings in variants.items():
