@@ -108,7 +108,7 @@ def child(contender: str, model_dir: Path, smoke: bool) -> dict:
 
     packing = not seed_style and torch.cuda.is_available()
     trainer = build_trainer(bundle.model, args, train_set=rows, eval_set=None, pad_token_id=2,
-                            callbacks=[Clock()], packing=packing)  # fmt: skip
+                            callbacks=[Clock()], packing=packing, selective=not seed_style)  # fmt: skip
     trainer.data_collator = counting(trainer.data_collator)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
