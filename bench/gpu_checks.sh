@@ -15,3 +15,8 @@ nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -m pytest -q -rs -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
 python3 bench/gpu_throughput.py 2>&1 | tee "$OUT/gpu_throughput.log"
 python3 bench/plan_accuracy.py 2>&1 | tee "$OUT/plan_accuracy_gpu.log"
+gpus=$(nvidia-smi -L | wc -l)
+if [ "$gpus" -gt 1 ]; then  # the FSDP/DeepSpeed presets and scaling need at least two devices
+  python3 -m pytest -q -rs -m gpu tests/test_distributed_presets.py 2>&1 | tee "$OUT/distributed_gpu.log"
+  python3 bench/scaling.py --procs 1 "$gpus" 2>&1 | tee "$OUT/scaling_gpu.log"
+fi

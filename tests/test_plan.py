@@ -62,3 +62,39 @@ def test_plan_cli_json(config_for, tmp_path):
     assert plan["device"] == "A100-80GB" and plan["total_gib"] > 0 and plan["tokens_per_second"] > 0
     unknown = CliRunner().invoke(app, ["plan", str(path), "--gpu", "Z80"])
     assert unknown.exit_code == 2 and "H100-80GB" in unknown.output
+
+
+def test_gpus_divide_what_the_strategy_shards(config_for, tmp_path):
+    from tuneforge.config.loading import config_to_yaml
+
+    config = config_for(quant={"mode": "4bit"}, train={"max_length": 512})
+    setup = Setup(config.model, config.quant, config.lora, config.train)
+    one = make_plan(setup, 512, "A10G")
+    ddp = make_plan(setup, 512, "A10G", gpus=4, strategy="ddp")
+    fsdp = make_plan(setup, 512, "A10G", gpus=4, strategy="fsdp")
+    zero2 = make_plan(setup, 512, "A10G", gpus=4, strategy="deepspeed-zero2")
+    assert ddp.weights_gib == one.weights_gib and ddp.gradients_gib == 2 * one.gradients_gib  # + buckets
+    assert fsdp.optimizer_gib == pytest.approx(one.optimizer_gib / 4)
+    assert one.weights_gib / 4 < fsdp.weights_gib <= one.weights_gib  # a shard plus the gathered layers
+    assert zero2.weights_gib == one.weights_gib and zero2.gradients_gib == pytest.approx(
+        one.gradients_gib / 4
+    )
+    assert fsdp.activations_gib == one.activations_gib, "each device still runs its own batch"
+    assert ddp.tokens_per_second == pytest.approx(4 * 0.9 * one.tokens_per_second, rel=0.01)
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        config_to_yaml(
+            config.model_copy(
+                update={"distributed": config.distributed.model_copy(update={"strategy": "fsdp"})}
+            )
+        )
+    )
+    result = CliRunner().invoke(app, ["plan", str(path), "--gpu", "A10G", "--gpus", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    cli = json.loads(result.stdout)
+    assert (
+        cli["gpus"] == 4
+        and cli["strategy"] == "fsdp"
+        and cli["optimizer_gib"] == pytest.approx(fsdp.optimizer_gib)
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import warnings
 from pathlib import Path
@@ -45,6 +46,15 @@ def main(
     """tuneforge: data -> template -> tokens -> (quantized) model + adapter -> training -> run directory."""
     SHOW_TRACEBACKS["on"] = debug
     quiet_third_party_noise()
+    if rank_tag():  # under torchrun only rank 0 talks; the others report their own errors only
+        console.quiet = True
+        warnings.simplefilter("ignore")
+        import datasets
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
 
 
 def quiet_third_party_noise() -> None:
@@ -70,14 +80,27 @@ def train(
         None, "--output-dir", help="Run directory (default runs/<config name>)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run directory first."),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        min=1,
+        help="Processes on this machine (one per GPU; DDP over gloo on CPUs), via torchrun.",
+    ),
 ) -> None:
     """Fine-tune a model as the config says and write a run directory."""
     from tuneforge.config.loading import load_config
     from tuneforge.train.sft import run_finetune
 
     with user_errors():
-        config = load_config(config_path, set_)
+        config = load_config(config_path, set_)  # a bad config fails here, before any process starts
         run_dir = output_dir or Path(config.run_dir or Path("runs") / config_path.stem)
+        if nproc > 1:
+            from tuneforge.cli.launch import launch_training
+
+            flags = [*(["--resume"] if resume else []), *(["--overwrite"] if overwrite else [])]
+            sets = [part for value in set_ for part in ("--set", value)]
+            launch_training(nproc, [str(config_path), *sets, "--output-dir", str(run_dir), *flags])
+            return
         result = run_finetune(config, run_dir, resume=resume, overwrite=overwrite, console=console)
         if result.interrupted:
             sets = [part for value in set_ for part in ("--set", value)]
@@ -190,6 +213,9 @@ def plan(
     gpu: str | None = typer.Option(
         None, "--gpu", help="Plan for this GPU (see the list in --help), not this machine."
     ),
+    gpus: int = typer.Option(
+        1, "--gpus", min=1, help="Devices sharing the run: memory per device, for distributed.strategy."
+    ),
     set_: list[str] = typer.Option([], "--set", help="Override a key, as for train."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
@@ -200,6 +226,7 @@ def plan(
     from tuneforge.config.loading import load_config
     from tuneforge.model.plan import DEVICES, Setup, make_plan
     from tuneforge.model.report import show_plan
+    from tuneforge.train.distributed import resolve_strategy
     from tuneforge.train.preview import resolved_max_length
 
     with user_errors():
@@ -207,7 +234,10 @@ def plan(
             raise TuneforgeError(f"--gpu {gpu!r}: choose one of {', '.join(DEVICES)}")
         config = load_config(config_path, set_)
         setup = Setup(config.model, config.quant, config.lora, config.train)
-        result = make_plan(setup, resolved_max_length(config), gpu or "cpu")
+        strategy = resolve_strategy(config.distributed, gpus)
+        if strategy == "deepspeed":
+            strategy = f"deepspeed-zero{config.distributed.zero_stage}"
+        result = make_plan(setup, resolved_max_length(config), gpu or "cpu", gpus, strategy)
         if as_json:
             print(json.dumps(asdict(result), indent=2))
         else:
@@ -376,6 +406,16 @@ def export(
             console.print(f"uploaded to {upload(out, push_to_hub, private)}")
 
 
+def rank_tag() -> str:
+    """Which process failed, when several train together (torchrun sets RANK)."""
+    rank = os.environ.get("RANK")
+    return f" (process {rank})" if rank not in (None, "0") else ""
+
+
+def errors() -> Console:
+    return Console(stderr=True) if console.quiet else console
+
+
 class user_errors:  # noqa: N801 - used as a context manager, reads like a statement
     """Any error becomes one red message and a non-zero exit, never a traceback (`--debug` shows it):
     2 for problems the user can fix (TuneforgeError), 1 for anything unexpected, 130 for Ctrl-C."""
@@ -387,13 +427,15 @@ class user_errors:  # noqa: N801 - used as a context manager, reads like a state
         if exc_type is None or issubclass(exc_type, (typer.Exit, SystemExit)) or SHOW_TRACEBACKS["on"]:
             return False
         if issubclass(exc_type, TuneforgeError):
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            errors().print(
+                f"[bold red]error:[/]{rank_tag()} {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(2)
         if issubclass(exc_type, KeyboardInterrupt):
             console.print("[bold yellow]interrupted[/]")
             raise typer.Exit(130)
-        console.print(
-            f"[bold red]error:[/] {exc_type.__name__}: {escape(str(exc))}\nThis was not expected: rerun with "
+        errors().print(
+            f"[bold red]error:[/]{rank_tag()} {exc_type.__name__}: {escape(str(exc))}\nThis was not expected: rerun with "
             "`tuneforge --debug ...` for the traceback, and report it.",
             highlight=False,
             soft_wrap=True,

@@ -350,6 +350,26 @@ class ServeConfig(Section):
     )
 
 
+class DistributedConfig(Section):
+    """How several processes share the training (tuneforge train --nproc N, torchrun, accelerate launch).
+    One process ignores this section."""
+
+    strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(
+        "auto",
+        description="auto: DDP (a full model copy per process). fsdp: weights, gradients and optimizer state "
+        "sharded, one unit per transformer layer (QLoRA included). deepspeed: ZeRO (pip install "
+        "'tuneforge[deepspeed]'). fsdp and deepspeed need CUDA GPUs.",
+    )
+    fsdp_cpu_offload: bool = Field(
+        False,
+        description="fsdp: keep the sharded parameters in CPU memory between uses (slower, less GPU memory).",
+    )
+    zero_stage: Literal[2, 3] = Field(
+        2, description="deepspeed: 2 shards gradients and optimizer state; 3 also shards the weights."
+    )
+    zero_offload: bool = Field(False, description="deepspeed: keep the optimizer state in CPU memory.")
+
+
 class LogConfig(Section):
     tensorboard: bool = Field(True, description="Write TensorBoard events to RUN_DIR/tensorboard.")
     report_to: list[Literal["wandb", "mlflow", "trackio", "comet_ml"]] = Field(
@@ -366,6 +386,7 @@ class RunConfig(Section):
     log: LogConfig = Field(default_factory=LogConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     run_dir: str | None = Field(
         None, description="Where the run is written; default runs/<config file name>."
     )
@@ -390,5 +411,19 @@ class RunConfig(Section):
             raise ValueError(
                 f"train.best_metric compares evaluations at checkpoints: train.save_steps ({train.save_steps}) "
                 f"must be a multiple of train.eval_steps ({train.eval_steps})"
+            )
+        if self.distributed.strategy == "fsdp" and self.quant.mode == "8bit":
+            raise ValueError(
+                "distributed.strategy=fsdp with quant.mode=8bit: FSDP cannot shard bitsandbytes 8-bit weights. "
+                "Use quant.mode=4bit (QLoRA with FSDP), or strategy ddp or deepspeed"
+            )
+        sharded = self.distributed.strategy == "fsdp" or (
+            self.distributed.strategy == "deepspeed" and self.distributed.zero_stage == 3
+        )
+        if sharded and self.eval.during_training:
+            raise ValueError(
+                "eval.during_training generates text, which needs whole weights: with weights sharded "
+                "(distributed.strategy fsdp, or deepspeed with zero_stage 3) turn it off and score the "
+                "finished run with tuneforge eval"
             )
         return self

@@ -11,6 +11,7 @@ from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.shapes import Message
 from tuneforge.eval.metrics import compute_metrics, default_metrics
 from tuneforge.infer.generate import Decoding, generate_ids
+from tuneforge.run.processes import gather_shares, my_share
 
 
 class GenerationScorer:
@@ -28,10 +29,10 @@ class GenerationScorer:
     def __call__(self, model) -> dict[str, float]:
         was_training = model.training
         model.eval()
-        try:
+        try:  # under several processes each generates its share of the prompts
             ids = generate_ids(
                 model,
-                self.prompts,
+                my_share(self.prompts),
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
                 decoding=self.decoding,
@@ -39,4 +40,5 @@ class GenerationScorer:
         finally:
             model.train(was_training)
         texts = [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
+        texts = gather_shares(texts, len(self.prompts))
         return compute_metrics(self.metrics, texts, self.references)

@@ -96,13 +96,17 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 
 def build_model(
-    model_cfg: ModelConfig, quant: QuantConfig, lora: LoraConfig, gradient_checkpointing: bool
+    model_cfg: ModelConfig,
+    quant: QuantConfig,
+    lora: LoraConfig,
+    gradient_checkpointing: bool,
+    for_fsdp: bool = False,
 ) -> ModelBundle:
     tokenizer = load_tokenizer(model_cfg)
     if lora.method == "full" and resolve_dtype(model_cfg.dtype) == torch.float16:
         # fp16 mixed precision needs fp32 master weights; training fp16 weights in full fails in the grad scaler.
         model_cfg = model_cfg.model_copy(update={"dtype": "float32"})
-    base, dtype = load_base_model(model_cfg, quant)
+    base, dtype = load_base_model(model_cfg, quant, for_fsdp)
     # No KV cache while training: it is never reused, and its presence turns off packed-sequence masking.
     base.config.use_cache = False
     if gradient_checkpointing and quant.mode == "none":

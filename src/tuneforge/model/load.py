@@ -116,7 +116,9 @@ def load_tokenizer(model: ModelConfig):
     return tokenizer
 
 
-def quantization_config(quant: QuantConfig, compute_dtype: torch.dtype) -> BitsAndBytesConfig | None:
+def quantization_config(
+    quant: QuantConfig, compute_dtype: torch.dtype, for_fsdp: bool = False
+) -> BitsAndBytesConfig | None:
     if quant.mode == "none":
         return None
     if quant.mode == "8bit":
@@ -126,10 +128,15 @@ def quantization_config(quant: QuantConfig, compute_dtype: torch.dtype) -> BitsA
         bnb_4bit_quant_type=quant.quant_type,
         bnb_4bit_use_double_quant=quant.double_quant,
         bnb_4bit_compute_dtype=compute_dtype,
+        # FSDP shards a layer's parameters together only when they share a dtype: packed 4-bit weights are
+        # then stored in the compute dtype's elements (the same bytes), as in Answer.AI's FSDP + QLoRA.
+        **({"bnb_4bit_quant_storage": compute_dtype} if for_fsdp else {}),
     )
 
 
-def load_base_model(model: ModelConfig, quant: QuantConfig) -> tuple[PreTrainedModel, torch.dtype]:
+def load_base_model(
+    model: ModelConfig, quant: QuantConfig, for_fsdp: bool = False
+) -> tuple[PreTrainedModel, torch.dtype]:
     """The base weights; quantized ones are placed on this process's device, others stay where they load."""
     where = source(model, notice=lambda message: None)  # said once already, by load_tokenizer
     kwargs = check_weights(model)
@@ -139,7 +146,7 @@ def load_base_model(model: ModelConfig, quant: QuantConfig) -> tuple[PreTrainedM
         kwargs["device_map"] = {"": process_device().index}
     if model.attn_implementation != "auto":
         kwargs["attn_implementation"] = model.attn_implementation
-    quantized = quantization_config(quant, compute)
+    quantized = quantization_config(quant, compute, for_fsdp)
     if model.gguf_file is not None:  # every weight unpacked into a plain dense model, in `dtype`
         quantized = GgufConfig(dequantize=True)
     try:

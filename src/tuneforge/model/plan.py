@@ -48,6 +48,8 @@ QUANT_BYTES = {"4bit": 0.5 + 0.5 / 64 + 4 / (64 * 256), "8bit": 1.0}  # nf4 + do
 @dataclass
 class Plan:
     device: str
+    gpus: int  # memory figures are per device; tokens/s and run time for all of them
+    strategy: str  # single, ddp, fsdp, deepspeed-zero2, deepspeed-zero3
     batch_size: int
     seq_len: int
     params_total: int
@@ -202,8 +204,25 @@ def training_flops_per_token(setup: Setup, params: int, hf, seq: int) -> float:
     return factor * params + attention * factor / 2
 
 
-def make_plan(setup: Setup, seq_len: int, device: str = "cpu") -> Plan:
-    """`seq_len` is train.max_length as a number: the CLI resolves auto from the data first."""
+def sharded_fixed(fixed: dict[str, float], strategy: str, gpus: int, layers: int) -> dict[str, float]:
+    """Per device: what the strategy splits across `gpus`, plus the whole layers it gathers to compute."""
+    out = dict(fixed)
+    if strategy == "ddp":  # DDP's all-reduce buckets hold a second copy of the trainable gradients
+        out["gradients"] = 2 * fixed["gradients"]
+    if strategy in ("fsdp", "deepspeed-zero2", "deepspeed-zero3"):
+        out["gradients"], out["optimizer"] = fixed["gradients"] / gpus, fixed["optimizer"] / gpus
+    if strategy in ("fsdp", "deepspeed-zero3"):  # weights sharded; two layers whole at a time (prefetch)
+        per_layer = fixed["weights"] / max(layers, 1)
+        out["weights"] = min(fixed["weights"], fixed["weights"] / gpus + 2 * per_layer)
+        out["adapter"] = fixed["adapter"] / gpus
+    return out
+
+
+def make_plan(
+    setup: Setup, seq_len: int, device: str = "cpu", gpus: int = 1, strategy: str = "single"
+) -> Plan:
+    """`seq_len` is train.max_length as a number: the CLI resolves auto from the data first. `strategy`
+    says how `gpus` devices share the work (tuneforge.train.distributed names, ZeRO with its stage)."""
     model = architecture(setup.model)
     batch, seq = setup.train.batch_size, seq_len
     if device == "cpu":
@@ -214,7 +233,7 @@ def make_plan(setup: Setup, seq_len: int, device: str = "cpu") -> Plan:
         memory, tflops, mfu = DEVICES[device]
         device_bytes, flops = memory * GIB, tflops * 1e12
     on_gpu, hf = device != "cpu", model.config
-    fixed = fixed_bytes(setup, model, on_gpu)
+    fixed = sharded_fixed(fixed_bytes(setup, model, on_gpu), strategy, gpus, model.config.num_hidden_layers)
     parts = memory_parts(setup, hf, fixed, batch, seq, on_gpu)
     fits = 0
     while (
@@ -224,13 +243,16 @@ def make_plan(setup: Setup, seq_len: int, device: str = "cpu") -> Plan:
     if setup.quant.mode != "none":
         mfu *= 0.6  # dequantizing every weight on every forward and backward: an assumption, not yet measured
     per_token = training_flops_per_token(setup, fixed["params_total"], hf, seq)
-    tokens_per_second = flops * mfu / per_token
+    # Assumed, not measured: 90% scaling efficiency across devices (bench/scaling.py measures it)
+    tokens_per_second = flops * mfu / per_token * gpus * (0.9 if gpus > 1 else 1.0)
     steps = setup.train.max_steps
     # An upper bound: every sample filled to max_length. Without max_steps the row count is unknown here.
-    total_tokens = steps * batch * setup.train.grad_accumulation * seq if steps else None
+    total_tokens = steps * batch * setup.train.grad_accumulation * gpus * seq if steps else None
     gib = {key: value / GIB for key, value in parts.items()}
     return Plan(
         device=device,
+        gpus=gpus,
+        strategy=strategy,
         batch_size=batch,
         seq_len=seq,
         params_total=int(fixed["params_total"]),

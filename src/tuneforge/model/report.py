@@ -27,7 +27,8 @@ def show_parameters(console: Console, bundle: ModelBundle, method: str) -> None:
 
 
 def show_plan(console: Console, plan: Plan) -> None:
-    console.print(f"[bold]plan[/] for batch {plan.batch_size} x {plan.seq_len} tokens on {plan.device}")
+    where = plan.device if plan.gpus == 1 else f"each of {plan.gpus} × {plan.device} ({plan.strategy})"
+    console.print(f"[bold]plan[/] for batch {plan.batch_size} x {plan.seq_len} tokens on {where}")
     table = Table()
     table.add_column("component")
     table.add_column("GiB", justify="right")
@@ -40,5 +41,6 @@ def show_plan(console: Console, plan: Plan) -> None:
         f"{verdict} in {plan.device_gib:.1f} GiB; largest batch that fits: {plan.max_batch_that_fits}\n"
         f"parameters: {plan.params_total:,} ({plan.params_trainable:,} trainable)\n"
         f"estimated {plan.tokens_per_second:,.0f} tokens/s"
+        + (f" on all {plan.gpus} (90% scaling assumed)" if plan.gpus > 1 else "")
         + (f", at most {plan.run_hours:.2f} h for max_steps" if plan.run_hours else "")
     )

@@ -24,11 +24,6 @@ from tuneforge.errors import TuneforgeError
 LOCK_NAME = ".lock"
 
 
-def main_process() -> bool:
-    """Under torchrun or accelerate only rank 0 owns the run directory (locks, writes, clears it)."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def holder(path: Path) -> str:
     try:
         found = json.loads(path.read_text())

@@ -15,6 +15,7 @@ from transformers import TrainerCallback
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.run.checkpoints import rotate, seal
+from tuneforge.run.processes import barrier
 
 
 class NonFiniteError(TuneforgeError):
@@ -67,6 +68,7 @@ class SealCheckpoints(TrainerCallback):
         self.guard = guard
 
     def on_save(self, args, state, control, model=None, **kwargs):
+        barrier()  # every process has written its part (its RNG state) before rank 0 seals the checkpoint
         if not state.is_world_process_zero:
             return
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -80,6 +82,10 @@ class SealCheckpoints(TrainerCallback):
 
 def all_trained_finite(model: torch.nn.Module) -> bool:
     return all(torch.isfinite(p).all() for p in model.parameters() if p.requires_grad)
+
+
+class StopBeforeTraining(Exception):
+    """A stop was asked for during the baseline evaluation: leave before the first step trains."""
 
 
 class GracefulStop(TrainerCallback):
@@ -106,6 +112,11 @@ class GracefulStop(TrainerCallback):
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum).name
         self.notice(f"{self.requested}: stopping after this step with a checkpoint (again to stop at once)")
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        # asked during the baseline evaluation (or before it): no step has trained, none will
+        if self.requested and state.global_step == 0:
+            raise StopBeforeTraining(self.requested)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.requested:

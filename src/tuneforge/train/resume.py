@@ -12,9 +12,13 @@ from tuneforge.config.schema import RunConfig
 from tuneforge.errors import TuneforgeError
 from tuneforge.run.directory import RunDir
 from tuneforge.run.manifest import read_manifest
+from tuneforge.train.distributed import Layout
 
 # Keys that may change between a run and its --resume; anything else would silently mix two experiments.
 RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_steps", "save_steps", "logging_steps", "save_total_limit"}
+# How the global batch is split may change (another process count), as long as the global batch stays: the
+# same samples then make each step (check_same_global_batch).
+BATCH_SPLIT = {"batch_size", "grad_accumulation"}
 
 
 def saved_train_section(run: RunDir) -> dict:
@@ -34,7 +38,8 @@ def check_resumable(run: RunDir, config: RunConfig) -> list[str]:
         if isinstance(values, dict)
         for key, value in values.items()
         if saved.get(section, {}).get(key) != value
-        and not (section == "train" and key in RESUMABLE_CHANGES)
+        and not (section == "train" and key in RESUMABLE_CHANGES | BATCH_SPLIT)
+        and section != "distributed"  # how the processes share the work, not what is trained
         and section != "eval"  # how a run is scored, not what it trains
     ]
     if changed:
@@ -77,4 +82,25 @@ def check_same_data(run: RunDir, file_hashes: dict[Path, str]) -> None:
     if missing:
         raise TuneforgeError(
             f"--resume: the run started from {', '.join(missing)}, which this config no longer reads"
+        )
+
+
+def check_same_global_batch(run: RunDir, layout: Layout) -> None:
+    """Per-device batch × accumulation × processes must stay what the run started with."""
+    manifest = read_manifest(run.manifest)
+    before = manifest.get("processes", {}).get("global_batch")
+    if before is None:  # a run from before processes were recorded: it ran on one process
+        saved = saved_train_section(run)
+        before = saved.get("batch_size", layout.per_device_batch) * saved.get("grad_accumulation", 1)
+    if before != layout.global_batch:
+        needed = before / (layout.per_device_batch * layout.world_size)
+        advice = (
+            f"set train.grad_accumulation={int(needed)}"
+            if needed == int(needed) and needed >= 1
+            else "choose train.batch_size and train.grad_accumulation that give it"
+        )
+        raise TuneforgeError(
+            f"--resume: the run trained with a global batch of {before}, now it would be "
+            f"{layout.global_batch} ({layout.describe()}). Each step would then see other samples; "
+            f"{advice}, or resume with the process count it started with."
         )

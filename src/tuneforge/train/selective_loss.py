@@ -13,6 +13,9 @@ The sum is divided exactly as transformers' `ForCausalLMLoss` divides it (by the
 `num_items_in_batch`, else the number of trained positions), so the loss and every gradient equal the
 reference path's; tests/test_selective_loss.py checks both within 1e-5.
 
+Under DDP the decoder runs through DDP's forward (its gradient all-reduce needs that); with weights sharded
+(FSDP, DeepSpeed) the head is not whole outside the model's forward, so those keep the reference path.
+
 Architectures whose head is not a plain linear layer (logit soft-capping, logit scaling) keep the
 reference path: only the families in tuneforge.model.head are known to have a plain head after their
 decoder.
@@ -23,13 +26,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from peft import PeftModel
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.checkpoint import checkpoint
 
 from tuneforge.model.head import HEAD_CHUNK_TOKENS, has_plain_head
 
 
 def causal_lm(model: torch.nn.Module) -> torch.nn.Module:
+    if isinstance(model, DistributedDataParallel):
+        model = model.module
     return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def final_hidden_states(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The decoder's output (after its final norm), without the full logits."""
+    if isinstance(model, DistributedDataParallel):
+        # Through DDP's own forward, which arms the gradient all-reduce; the model's head then runs on
+        # one position per row only, and the last hidden state is the decoder's output.
+        return model(**inputs, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+    return causal_lm(model).get_decoder()(**inputs).last_hidden_state
 
 
 def supports_selective_loss(model: torch.nn.Module) -> bool:
@@ -45,7 +60,7 @@ def selective_loss(
 ) -> torch.Tensor:
     """Mean cross-entropy over trained positions (or sum / num_items_in_batch), as the model's loss is."""
     lm = causal_lm(model)
-    hidden = lm.get_decoder()(**inputs).last_hidden_state
+    hidden = final_hidden_states(model, inputs)
     next_labels = F.pad(labels, (0, 1), value=-100)[..., 1:]  # position t predicts token t + 1
     trained = next_labels != -100
     states, targets = hidden[trained], next_labels[trained]

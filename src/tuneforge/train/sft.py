@@ -19,6 +19,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.table import Table
 from transformers import TrainerCallback, set_seed
@@ -38,13 +39,27 @@ from tuneforge.model.report import show_parameters
 from tuneforge.run.checkpoints import newest_complete, remove_incomplete, resume_point, step_of
 from tuneforge.run.directory import RunDir
 from tuneforge.run.files import write_atomically
-from tuneforge.run.lock import RunLock, main_process
+from tuneforge.run.lock import RunLock
 from tuneforge.run.manifest import ENDED, now, read_manifest, resume_record, start_fields, write_manifest
 from tuneforge.run.metrics import keep_metrics_up_to, read_metrics
 from tuneforge.run.plots import plot_loss
+from tuneforge.run.processes import barrier, join_process_group, main_first, main_process, world_size
 from tuneforge.train.callbacks import MetricsFileCallback, RichProgressCallback
-from tuneforge.train.guards import GracefulStop, NonFiniteGuard, SealCheckpoints, all_trained_finite
-from tuneforge.train.resume import check_resumable, check_same_data, saved_train_section
+from tuneforge.train.distributed import Layout, check_strategy, resolve_strategy, strategy_arguments
+from tuneforge.train.guards import (
+    GracefulStop,
+    NonFiniteGuard,
+    SealCheckpoints,
+    StopBeforeTraining,
+    all_trained_finite,
+)
+from tuneforge.train.resume import (
+    check_resumable,
+    check_same_data,
+    check_same_global_batch,
+    saved_train_section,
+)
+from tuneforge.train.selective_loss import causal_lm
 from tuneforge.train.trainer import build_trainer, training_arguments, use_packing
 
 
@@ -73,9 +88,13 @@ def run_finetune(
     extra_callbacks: Sequence[TrainerCallback] = (),
     console: Console | None = None,
 ) -> FinetuneResult:
-    console = console or Console()
+    # Under torchrun every process runs this function; only rank 0 prints, writes and owns the folder.
+    console = (console or Console()) if main_process() else Console(quiet=True)
+    check_strategy(config.distributed, world=world_size(), cuda=torch.cuda.is_available())
+    join_process_group()
     run = RunDir(Path(run_dir))
-    run.check_target(resume=resume, overwrite=overwrite)
+    if main_process():
+        run.check_target(resume=resume, overwrite=overwrite)
     if resume:
         for warning in check_resumable(run, config):
             console.print(f"[yellow]note:[/] {warning}")
@@ -86,11 +105,21 @@ def run_finetune(
             bundle, data = prepare(config, console)
             if resume:
                 check_same_data(run, data.file_hashes)
-            trainer = assemble_trainer(config, bundle, data, run, [stop, *extra_callbacks], console)
+            layout = Layout(
+                resolve_strategy(config.distributed, world_size()),
+                world_size(),
+                config.train.batch_size,
+                config.train.grad_accumulation,
+            )
+            if resume:
+                check_same_global_batch(run, layout)
+            callbacks = [stop, *extra_callbacks]
+            trainer = assemble_trainer(config, bundle, data, run, callbacks, console, resuming=resume)
         except BaseException:
             if lock is not None:
                 lock.release(remove_dir=lock.created_dir)  # nothing of value was written
             raise
+        console.print(f"processes: {layout.describe()}")
         if main_process():
             if resuming:
                 remove_incomplete(resuming.incomplete, console.print)
@@ -98,7 +127,8 @@ def run_finetune(
                 console.print(f"resuming from [bold]{resuming.checkpoint}[/]", soft_wrap=True)
             if overwrite:
                 run.clear()
-            start_manifest(run, config, data, resuming.checkpoint if resuming else None)
+            start_manifest(run, config, data, layout, resuming.checkpoint if resuming else None)
+        barrier()  # the others read the checkpoint only once rank 0 has removed incomplete ones
         with stop:  # Ctrl-C / SIGTERM from here to the end: a clean stop, never half a file
             return train(config, run, bundle, data, trainer, resuming, stop, console)
 
@@ -118,25 +148,36 @@ def find_resume(run: RunDir, config: RunConfig) -> Resume:
 
 def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedData]:
     set_seed(config.train.seed)  # before the model: LoRA's initial weights come from this seed
-    bundle = build_model(config.model, config.quant, config.lora, config.train.gradient_checkpointing)
+    sharded = resolve_strategy(config.distributed, world_size()) == "fsdp"
+    bundle = build_model(
+        config.model, config.quant, config.lora, config.train.gradient_checkpointing, sharded
+    )
     show_parameters(console, bundle, config.lora.method)
     requested_length = None if config.train.max_length == "auto" else config.train.max_length
-    data = prepare_data(config.data, bundle.tokenizer, requested_length, context_length(bundle.model.config))
+    with main_first():  # rank 0 tokenizes and fills the cache; the others then read it
+        data = prepare_data(
+            config.data, bundle.tokenizer, requested_length, context_length(bundle.model.config)
+        )
     show_data(console, data, bundle.tokenizer, requested_length)
     show_preflight(console, data.preflight)
     enforce(data.preflight)
     return bundle, data
 
 
-def start_manifest(run: RunDir, config: RunConfig, data: PreparedData, checkpoint: Path | None) -> None:
+def start_manifest(
+    run: RunDir, config: RunConfig, data: PreparedData, layout: Layout, checkpoint: Path | None
+) -> None:
     run.config.write_text(config_to_yaml(config))
     if checkpoint is not None:  # the original start fields stay; the resume is recorded beside them
         resumes = read_manifest(run.manifest).get("resumes", [])
-        write_manifest(run.manifest, resume_record(checkpoint, resumes), drop=ENDED)
+        record = resume_record(checkpoint, resumes)
+        record["resumes"][-1]["processes"] = layout.record()
+        write_manifest(run.manifest, record, drop=ENDED)
         return
     rows = {"train": data.train_stats.kept, "eval": data.eval_stats.kept if data.eval_stats else 0}
     start = start_fields(data.file_hashes, rows, config.train.seed)
-    write_manifest(run.manifest, {**start, "max_length": data.max_length, "data_format": data.format})
+    fields = {"max_length": data.max_length, "data_format": data.format, "processes": layout.record()}
+    write_manifest(run.manifest, {**start, **fields})
     write_eval_split(run.eval_split, data.eval_items)
 
 
@@ -156,52 +197,72 @@ def train(
     stop: GracefulStop,
     console: Console,
 ) -> FinetuneResult:
-    before = None
     try:
-        if data.eval is not None and config.train.eval_before_training and resuming is None:
-            before = trainer.evaluate()
-        if stop.requested:  # during the baseline evaluation: nothing trained, nothing to resume
-            write_manifest(run.manifest, {"status": "interrupted", "stopped": now(), "global_step": 0})
-            return FinetuneResult(run.root, before, None, 0, interrupted=stop.requested)
         if resuming and resuming.trained_out:  # the transformers Trainer would train one step too many
             load_trained(bundle.model, resuming.checkpoint)
             step = step_of(resuming.checkpoint)
         else:
-            trainer.train(resume_from_checkpoint=str(resuming.checkpoint) if resuming else None)
+            try:  # the baseline evaluation runs inside (eval_on_start), once the model is wrapped for DDP
+                trainer.train(resume_from_checkpoint=str(resuming.checkpoint) if resuming else None)
+            except StopBeforeTraining:  # a signal during the baseline evaluation: nothing trained or saved
+                trainer.callback_handler.on_train_end(trainer.args, trainer.state, trainer.control)
+                record(run, {"status": "interrupted", "stopped": now(), "global_step": 0})
+                return FinetuneResult(run.root, baseline(trainer), None, 0, interrupted=stop.requested)
             step = trainer.state.global_step
             if stop.requested and step < trainer.state.max_steps:
-                write_manifest(run.manifest, {"status": "interrupted", "stopped": now(), "global_step": step})
-                return FinetuneResult(run.root, before, None, step, interrupted=stop.requested)
+                record(run, {"status": "interrupted", "stopped": now(), "global_step": step})
+                return FinetuneResult(run.root, baseline(trainer), None, step, interrupted=stop.requested)
         after = final_evaluation(trainer, step) if data.eval is not None else None
-        before = before or first_eval(run)
+        before = baseline(trainer) or first_eval(run)
         show_before_after(console, before, after)
+        save_adapter(bundle, run, trainer if sharded(config) else None)
         if main_process():
-            save_adapter(bundle, run)
             plot_loss(run.metrics, run.loss_plot, title=f"{config.model.name_or_path} · {config.lora.method}")
             best_path = trainer.state.best_model_checkpoint
             best = {"best_checkpoint": Path(best_path).name} if best_path else {}
-            write_manifest(
-                run.manifest, {"status": "finished", "finished": now(), "global_step": step, **best}
-            )
+            record(run, {"status": "finished", "finished": now(), "global_step": step, **best})
     except KeyboardInterrupt:
-        stopped = {"status": "interrupted", "stopped": now(), "global_step": trainer.state.global_step}
-        write_manifest(run.manifest, stopped)
+        record(run, {"status": "interrupted", "stopped": now(), "global_step": trainer.state.global_step})
         raise
     except BaseException as exc:
         error = str(exc) if isinstance(exc, TuneforgeError) else f"{type(exc).__name__}: {exc}"
-        write_manifest(run.manifest, {"status": "failed", "stopped": now(), "error": error})
+        record(run, {"status": "failed", "stopped": now(), "error": error})
         raise
     console.print(f"[bold green]done[/]: {run.root}")
     return FinetuneResult(run.root, before, after, step)
 
 
-def save_adapter(bundle: ModelBundle, run: RunDir) -> None:
-    """Written beside, then swapped in: a crash leaves the previous adapter or none, never half of one."""
+def record(run: RunDir, fields: dict) -> None:
+    if main_process():  # rank 0 owns the manifest
+        write_manifest(run.manifest, fields)
+
+
+def baseline(trainer) -> dict | None:
+    """The evaluation before the first step (eval_on_start), from this process's log history."""
+    return next((e for e in trainer.state.log_history if e.get("step") == 0 and "eval_loss" in e), None)
+
+
+def sharded(config: RunConfig) -> bool:
+    """Weights split across the processes (FSDP, ZeRO-3): no process holds the whole adapter alone."""
+    strategy = resolve_strategy(config.distributed, world_size())
+    return strategy == "fsdp" or (strategy == "deepspeed" and config.distributed.zero_stage == 3)
+
+
+def save_adapter(bundle: ModelBundle, run: RunDir, gather_with=None) -> None:
+    """Written beside, then swapped in: a crash leaves the previous adapter or none, never half of one.
+    With sharded weights (`gather_with` is the Trainer) every process takes part in gathering them."""
     if not all_trained_finite(bundle.model):  # the guards stop before this; the last line of defence
         raise TuneforgeError("not saving the adapter: some trained weights are not finite")
     staging = run.root / ".adapter.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    save_trained(bundle.model, staging)
+    if main_process():
+        shutil.rmtree(staging, ignore_errors=True)
+    if gather_with is not None:
+        barrier()
+        gather_with.save_model(str(staging))  # the Trainer's full-state-dict gather; rank 0 writes
+    if not main_process():
+        return
+    if gather_with is None:
+        save_trained(bundle.model, staging)
     bundle.tokenizer.save_pretrained(staging)  # carries the exact chat template used in training
     shutil.rmtree(run.adapter, ignore_errors=True)
     staging.rename(run.adapter)
@@ -214,13 +275,18 @@ def assemble_trainer(
     run: RunDir,
     extra: list[TrainerCallback],
     console: Console,
+    resuming: bool = False,
 ):
+    layer_classes = list(getattr(causal_lm(bundle.model), "_no_split_modules", None) or [])
+    strategy = resolve_strategy(config.distributed, world_size())
     args = training_arguments(
         config.train,
         output_dir=run.checkpoints,
         dtype=bundle.dtype,
         has_eval=data.eval is not None,
+        eval_on_start=data.eval is not None and config.train.eval_before_training and not resuming,
         report_to=list(config.log.report_to),
+        strategy_args=strategy_arguments(config.distributed, world=world_size(), layer_classes=layer_classes),
     )
     guard = NonFiniteGuard(config.train.learning_rate, lambda: newest_complete(run.checkpoints))
     callbacks: list[TrainerCallback] = [
@@ -242,7 +308,8 @@ def assemble_trainer(
         callbacks=[*callbacks, *extra],
         packing=use_packing(config.train),
         scorer=training_scorer(config, bundle, data),
-        selective=config.train.loss == "selective",
+        # sharded weights (FSDP, DeepSpeed) leave no whole head outside the model's forward
+        selective=config.train.loss == "selective" and strategy in ("single", "ddp"),
     )
 
 
