@@ -13,8 +13,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -222,3 +224,40 @@ def test_one_process_resumes_a_two_process_run_with_the_same_global_batch(runs, 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["global_step"] == MAX_STEPS and manifest["resumes"][-1]["processes"]["world_size"] == 1
     assert max_difference(adapter(run_dir), adapter(runs["two"])) <= TOLERANCE
+
+
+def test_ctrl_c_stops_every_process_at_one_checkpoint_and_says_how_to_resume(setup):
+    folder, paths = setup
+    run_dir = folder / "signalled"
+    longer = [
+        "--set",
+        "train.max_steps=400",
+        "--set",
+        "train.save_steps=1000",
+        "--set",
+        "train.eval_steps=1000",
+    ]
+    process = tuneforge(
+        str(paths["two"]), *longer, "--nproc", "2", "--output-dir", str(run_dir), cache=folder / "cache"
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        lines = (
+            (run_dir / "metrics.jsonl").read_text().splitlines()
+            if (run_dir / "metrics.jsonl").exists()
+            else []
+        )
+        if any('"loss"' in line for line in lines[1:]):
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # to the launcher, as a terminal's Ctrl-C; torchrun forwards it
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 130, output[-3000:]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    step = manifest["global_step"]
+    assert manifest["status"] == "interrupted" and 0 < step < 400, manifest
+    assert problem(run_dir / "checkpoints" / f"checkpoint-{step}") is None, (
+        "both processes stopped at one step"
+    )
+    assert "--nproc 2 --resume" in output.replace("\n", " "), output[-2000:]
+    assert manifest["command"][-4:] == ["--nproc", "2", "--output-dir", str(run_dir)]

@@ -99,12 +99,15 @@ def train(
 
             flags = [*(["--resume"] if resume else []), *(["--overwrite"] if overwrite else [])]
             sets = [part for value in set_ for part in ("--set", value)]
-            launch_training(nproc, [str(config_path), *sets, "--output-dir", str(run_dir), *flags])
+            argv = [str(config_path), *sets, "--output-dir", str(run_dir), *flags]
+            launch_training(nproc, argv, debug=SHOW_TRACEBACKS["on"])
             return
         result = run_finetune(config, run_dir, resume=resume, overwrite=overwrite, console=console)
         if result.interrupted:
             sets = [part for value in set_ for part in ("--set", value)]
             command = ["tuneforge", "train", str(config_path), *sets, "--output-dir", str(run_dir)]
+            if os.environ.get("LOCAL_WORLD_SIZE", "1") == os.environ.get("WORLD_SIZE", "1") != "1":
+                command += ["--nproc", os.environ["WORLD_SIZE"]]  # one machine: as --nproc started it
             if result.global_step == 0:
                 advice = (
                     f"nothing was trained yet. Start again with:\n  {shlex.join([*command, '--overwrite'])}"

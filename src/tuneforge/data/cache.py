@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from dataclasses import asdict
 from pathlib import Path
 
@@ -84,17 +85,29 @@ def load(key: str) -> tuple[Dataset, Dataset | None, TokenizeStats, TokenizeStat
 
 
 def store(key: str, train: Dataset, eval_set: Dataset | None, train_stats, eval_stats) -> None:
+    """Written beside the entry, then renamed into place: processes that tokenize the same data at once
+    (several training processes on one machine, or machines sharing a home folder) never see or delete
+    each other's half-written entry; the first complete one stays."""
     folder = cache_root() / key
-    shutil.rmtree(folder, ignore_errors=True)
+    staging = cache_root() / f".{key}.{socket.gethostname()}.{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
     shown = is_progress_bar_enabled()
     disable_progress_bars()  # a bar per split for a second's work is noise in the run's output
     try:
-        train.save_to_disk(str(folder / "train"))
+        train.save_to_disk(str(staging / "train"))
         if eval_set is not None:
-            eval_set.save_to_disk(str(folder / "eval"))
+            eval_set.save_to_disk(str(staging / "eval"))
     finally:
         if shown:
             enable_progress_bars()
     stats = {"train": asdict(train_stats), "eval": asdict(eval_stats) if eval_stats else None}
-    (folder / "stats.json").write_text(json.dumps(stats))
-    (folder / "complete").write_text("")  # written last: a half-written entry is never read
+    (staging / "stats.json").write_text(json.dumps(stats))
+    (staging / "complete").write_text("")
+    if not (folder / "complete").is_file():
+        shutil.rmtree(folder, ignore_errors=True)  # an entry a killed process left half-written
+        try:
+            staging.rename(folder)
+            return
+        except OSError:  # another process renamed its copy first
+            pass
+    shutil.rmtree(staging, ignore_errors=True)

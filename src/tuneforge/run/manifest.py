@@ -93,8 +93,13 @@ def redact(text: str) -> str:
     return text
 
 
+# Set by `tuneforge train --nproc N` for the processes it starts: the command the user typed, not theirs.
+LAUNCH_COMMAND = "TUNEFORGE_LAUNCH_COMMAND"
+
+
 def command_line() -> list[str]:
-    return [redact(arg) for arg in sys.argv]
+    typed = os.environ.get(LAUNCH_COMMAND)
+    return [redact(arg) for arg in (json.loads(typed) if typed else sys.argv)]
 
 
 def start_fields(file_hashes: dict[Path, str], rows: dict[str, int], seed: int) -> dict:

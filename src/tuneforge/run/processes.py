@@ -5,7 +5,7 @@ RANK, LOCAL_RANK and WORLD_SIZE in the environment. Rank 0 (the main process) al
 directory and the tokenization cache; the others wait at a barrier before reading anything it wrote.
 One process (no WORLD_SIZE) is rank 0 of 1, and every wait here returns at once.
 
-    with main_first():            # rank 0 tokenizes and stores the cache; then the others read it
+    with node_main_first():       # one process per machine tokenizes and stores the cache; then the others read it
         data = prepare_data(...)
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -31,6 +32,10 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+# The Trainer's own ddp_timeout: long enough for rank 0 to tokenize a large dataset while the others wait.
+TIMEOUT = timedelta(seconds=1800)
+
+
 def main_process() -> bool:
     """Under torchrun or accelerate only rank 0 owns the run directory (locks, writes, clears it)."""
     return rank() == 0
@@ -43,9 +48,9 @@ def join_process_group() -> None:
         return
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank())  # NCCL collectives run on the current device
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank()))
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank()), timeout=TIMEOUT)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=TIMEOUT)
 
 
 def barrier() -> None:
@@ -55,13 +60,25 @@ def barrier() -> None:
 
 
 @contextmanager
-def main_first() -> Iterator[None]:
-    """Rank 0 runs the block first; the others run it once rank 0 has finished (and written its files)."""
-    if not main_process():
+def node_main_first() -> Iterator[None]:
+    """The first process of each machine (LOCAL_RANK 0) runs the block first, the others once it has
+    finished: for what lives on a machine's own disk, such as the tokenization cache."""
+    if local_rank() != 0:
         barrier()
     yield
-    if main_process():
+    if local_rank() == 0:
         barrier()
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process when it is true on any: so that all of them act on a signal at one step."""
+    if world_size() == 1:
+        return flag
+    join_process_group()
+    device = torch.device("cuda", local_rank()) if torch.cuda.is_available() else torch.device("cpu")
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def my_share(items: list) -> list:

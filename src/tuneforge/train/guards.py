@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.run.checkpoints import rotate, seal
-from tuneforge.run.processes import barrier
+from tuneforge.run.processes import any_process, barrier
 
 
 class NonFiniteError(TuneforgeError):
@@ -113,12 +113,19 @@ class GracefulStop(TrainerCallback):
         self.requested = signal.Signals(signum).name
         self.notice(f"{self.requested}: stopping after this step with a checkpoint (again to stop at once)")
 
+    def agreed(self) -> bool:
+        """Every process stops at the same step, whichever of them got the signal (torchrun forwards it
+        to each, not at the same instant): otherwise one saves while another waits in the next step."""
+        if any_process(self.requested is not None) and self.requested is None:
+            self.requested = "a signal to another process"
+        return self.requested is not None
+
     def on_step_begin(self, args, state, control, **kwargs):
         # asked during the baseline evaluation (or before it): no step has trained, none will
-        if self.requested and state.global_step == 0:
+        if state.global_step == 0 and self.agreed():
             raise StopBeforeTraining(self.requested)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.requested:
+        if self.agreed():
             control.should_save = True
             control.should_training_stop = True

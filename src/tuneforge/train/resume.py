@@ -86,8 +86,16 @@ def check_same_data(run: RunDir, file_hashes: dict[Path, str]) -> None:
 
 
 def check_same_global_batch(run: RunDir, layout: Layout) -> None:
-    """Per-device batch × accumulation × processes must stay what the run started with."""
+    """Per-device batch × accumulation × processes must stay what the run started with, and checkpoints
+    written by FSDP or DeepSpeed (sharded optimizer state, their own layout) resume only under the same."""
     manifest = read_manifest(run.manifest)
+    started = manifest.get("processes", {}).get("strategy", "single")
+    sharded = {"fsdp", "deepspeed"}
+    if started != layout.strategy and sharded & {started, layout.strategy}:
+        raise TuneforgeError(
+            f"--resume: the run's checkpoints were written by strategy {started}, and {layout.strategy} cannot "
+            f"read them; resume with distributed.strategy: {started}"
+        )
     before = manifest.get("processes", {}).get("global_batch")
     if before is None:  # a run from before processes were recorded: it ran on one process
         saved = saved_train_section(run)

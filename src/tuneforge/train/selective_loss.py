@@ -33,6 +33,7 @@ from tuneforge.model.head import HEAD_CHUNK_TOKENS, has_plain_head
 
 
 def causal_lm(model: torch.nn.Module) -> torch.nn.Module:
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper (compiled after DDP)
     if isinstance(model, DistributedDataParallel):
         model = model.module
     return model.get_base_model() if isinstance(model, PeftModel) else model
@@ -40,7 +41,7 @@ def causal_lm(model: torch.nn.Module) -> torch.nn.Module:
 
 def final_hidden_states(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """The decoder's output (after its final norm), without the full logits."""
-    if isinstance(model, DistributedDataParallel):
+    if isinstance(getattr(model, "_orig_mod", model), DistributedDataParallel):
         # Through DDP's own forward, which arms the gradient all-reduce; the model's head then runs on
         # one position per row only, and the last hidden state is the decoder's output.
         return model(**inputs, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]

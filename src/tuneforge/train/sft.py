@@ -43,7 +43,7 @@ from tuneforge.run.lock import RunLock
 from tuneforge.run.manifest import ENDED, now, read_manifest, resume_record, start_fields, write_manifest
 from tuneforge.run.metrics import keep_metrics_up_to, read_metrics
 from tuneforge.run.plots import plot_loss
-from tuneforge.run.processes import barrier, join_process_group, main_first, main_process, world_size
+from tuneforge.run.processes import barrier, join_process_group, main_process, node_main_first, world_size
 from tuneforge.train.callbacks import MetricsFileCallback, RichProgressCallback
 from tuneforge.train.distributed import Layout, check_strategy, resolve_strategy, strategy_arguments
 from tuneforge.train.guards import (
@@ -154,7 +154,7 @@ def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedD
     )
     show_parameters(console, bundle, config.lora.method)
     requested_length = None if config.train.max_length == "auto" else config.train.max_length
-    with main_first():  # rank 0 tokenizes and fills the cache; the others then read it
+    with node_main_first():  # one process per machine tokenizes and fills the cache; the others read it
         data = prepare_data(
             config.data, bundle.tokenizer, requested_length, context_length(bundle.model.config)
         )
@@ -238,8 +238,12 @@ def record(run: RunDir, fields: dict) -> None:
 
 
 def baseline(trainer) -> dict | None:
-    """The evaluation before the first step (eval_on_start), from this process's log history."""
-    return next((e for e in trainer.state.log_history if e.get("step") == 0 and "eval_loss" in e), None)
+    """The evaluation before the first step (eval_on_start), from this process's log history: the loss
+    and, logged beside it, the generation metrics."""
+    entries = [
+        e for e in trainer.state.log_history if e.get("step") == 0 and any(k.startswith("eval_") for k in e)
+    ]
+    return {k: v for e in entries for k, v in e.items() if k not in ("step", "epoch")} or None
 
 
 def sharded(config: RunConfig) -> bool:

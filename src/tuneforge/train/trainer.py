@@ -23,6 +23,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from tuneforge.config.schema import TrainConfig
 from tuneforge.data.collate import PadCollator
+from tuneforge.run.processes import world_size
 from tuneforge.train.selective_loss import causal_lm, frozen_linear, selective_loss, supports_selective_loss
 
 
@@ -130,7 +131,8 @@ def training_arguments(
         greater_is_better=train.best_metric not in (None, "loss"),
         load_best_model_at_end=train.keep_best,
         seed=train.seed,
-        use_cpu=not cuda,  # also what makes accelerate run several CPU processes as one DDP group (gloo)
+        # what makes accelerate run several CPU processes as one DDP group (gloo); one process keeps its device
+        use_cpu=not cuda and world_size() > 1,
         bf16=cuda and dtype == torch.bfloat16,
         fp16=cuda and dtype == torch.float16,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
