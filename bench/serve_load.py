@@ -18,11 +18,12 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import openai
 import psutil
 from rich.console import Console
 from rich.table import Table
+
+from tuneforge_dev.live_server import wait_until_up
 
 PROMPTS = [
     "list the files in /srv/{i}",
@@ -123,20 +124,6 @@ class PeakRss:
     def take(self) -> float:
         value, self.peak = self.peak, 0
         return value / 2**20
-
-
-def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 300) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with {server.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} did not answer in {seconds:.0f} s")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from PIL import Image
-from test_serve import free_port, wait_until_up
+from test_serve import free_port
 
 from tuneforge.config.schema import ServeConfig
 from tuneforge.infer.generate import Decoding as GenerateDecoding
@@ -20,6 +20,7 @@ from tuneforge.infer.load import load_run
 from tuneforge.serve.engine import Decoding, Engine
 from tuneforge.serve.models import load_models
 from tuneforge.serve.webapp import stream_pair
+from tuneforge_dev.live_server import wait_until_up
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PROMPT = "list the files in /srv/data"
