@@ -261,3 +261,47 @@ def test_ctrl_c_stops_every_process_at_one_checkpoint_and_says_how_to_resume(set
     )
     assert "--nproc 2 --resume" in output.replace("\n", " "), output[-2000:]
     assert manifest["command"][-4:] == ["--nproc", "2", "--output-dir", str(run_dir)]
+
+
+def test_dpo_on_two_processes_matches_one_process(tiny_models, tmp_path):
+    """The reference pass splits the rows between the processes and gathers them back in order; the
+    reward metrics are reduced over both. The reference log-probs differ from one process's only by
+    padding (other rows share each batch), ~1e-6, which Adam carries to ~2e-5 in the adapter."""
+    pairs = [{"prompt": f"how did kid {i} feel {'today ' * (i % 5)}?", "chosen": f"kid {i} was sad.",
+              "rejected": f"kid {i} was happy."} for i in range(32)]  # fmt: skip
+    rows = write_jsonl(tmp_path / "train.jsonl", pairs), write_jsonl(tmp_path / "eval.jsonl", pairs[:8])
+    runs = {}
+    for name, train in (("two", {"batch_size": 4}), ("one", {"batch_size": 4, "grad_accumulation": 2})):
+        cfg = quick_config(
+            tiny_models("llama"),
+            *rows,
+            lora={"dropout": 0.0},
+            data={"preflight": {"overlap": "off"}},
+            train={
+                "method": "dpo",
+                "max_steps": 6,
+                "eval_steps": 3,
+                "logging_steps": 1,
+                "max_length": 128,
+                **train,
+            },
+        )
+        (tmp_path / f"{name}.yaml").write_text(config_to_yaml(cfg))
+        nproc = ["--nproc", "2"] if name == "two" else []
+        args = [str(tmp_path / f"{name}.yaml"), *nproc, "--output-dir", str(tmp_path / name)]
+        finish(tuneforge(*args, cache=tmp_path / f"cache-{name}"))
+        runs[name] = tmp_path / name
+    references = [json.loads((runs[n] / "reference_logps.json").read_text()) for n in ("two", "one")]
+    for split in ("train", "eval"):
+        flat = [(a, b) for ra, rb in zip(references[0][split], references[1][split]) for a, b in zip(ra, rb)]
+        assert len(flat) == 2 * len(references[1][split])
+        assert max(abs(a - b) for a, b in flat) < 1e-4, "every row's reference, in the original order"
+    assert max_difference(adapter(runs["two"]), adapter(runs["one"])) <= 1e-4
+    logs = {n: [json.loads(line) for line in (runs[n] / "metrics.jsonl").open()] for n in runs}
+    assert [r["step"] for r in logs["two"] if "loss" in r] == list(range(1, 7)), "each step logged once"
+    evals = {n: [r for r in logs[n] if "eval_loss" in r] for n in runs}
+    assert [r["step"] for r in evals["two"]] == [0, 3, 6]
+    assert evals["two"][0]["eval_rewards/margins"] == 0.0
+    for two, one in zip(evals["two"], evals["one"]):
+        assert two["eval_rewards/margins"] == pytest.approx(one["eval_rewards/margins"], abs=1e-3)
+        assert two["eval_logps/chosen"] == pytest.approx(one["eval_logps/chosen"], abs=1e-3)

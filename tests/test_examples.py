@@ -20,6 +20,8 @@ ARCH_OF_EXAMPLE = {
     "mistral7b_instruct_law_titles.yaml": "mistral",
     "llama2_7b_sft.yaml": "llama",
     "distilgpt2_diseases_full.yaml": "gpt2",
+    "dpo_qwen2_ultrafeedback.yaml": "qwen2",
+    "kto_qwen2_kto_mix.yaml": "qwen2",
 }
 
 
@@ -41,11 +43,37 @@ def fake_rows(path: Path, columns: list[str], n: int = 12) -> Path:
     return path
 
 
+def preference_rows(path: Path, method: str, n: int = 12) -> Path:
+    """Rows shaped as the examples' hub datasets: trl-lib/ultrafeedback_binarized (chosen / rejected
+    conversations whose shared user turn is the prompt), trl-lib/kto-mix-14k (prompt and completion as
+    message lists, a boolean label)."""
+    rows = []
+    for i in range(n):
+        user = {"role": "user", "content": f"question {i}"}
+        if method == "kto":
+            answer = [{"role": "assistant", "content": f"answer {i}"}]
+            rows.append({"prompt": [user], "completion": answer, "label": i % 2 == 0})
+        else:
+            rows.append(
+                {
+                    "chosen": [user, {"role": "assistant", "content": f"good answer {i}"}],
+                    "rejected": [user, {"role": "assistant", "content": f"bad answer {i}"}],
+                    "score_chosen": 8.0,
+                    "score_rejected": 3.0,
+                }
+            )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 @pytest.mark.parametrize("name", sorted(ARCH_OF_EXAMPLE))
 def test_example_trains_two_steps_on_a_tiny_model(name, tiny_models, tmp_path):
     config_path = EXAMPLES / name
     example = load_config(config_path)
-    data_file = fake_rows(tmp_path / "rows.jsonl", required_columns(example.data.format, example.data))
+    if example.train.method == "sft":
+        data_file = fake_rows(tmp_path / "rows.jsonl", required_columns(example.data.format, example.data))
+    else:
+        data_file = preference_rows(tmp_path / "rows.jsonl", example.train.method)
     overrides = {
         "model.name_or_path": tiny_models(ARCH_OF_EXAMPLE[name]),
         "data.path": data_file,

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from tuneforge.config.distributed import DistributedConfig
+from tuneforge.config.preference import PreferenceConfig
+from tuneforge.config.preflight import PreflightConfig
+from tuneforge.config.section import Section
 
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 MetricName = Literal["exact_match", "normalized_exact_match", "rouge1", "rouge2", "rougeL", "bleu", "chrf"]
 METRIC_NAMES: tuple[str, ...] = MetricName.__args__
 BUILTIN_TEMPLATE_NAMES = ("alpaca", "chatml", "mistral", "llama2", "llama3", "phi", "zephyr", "raw")
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ModelConfig(Section):
@@ -56,6 +57,12 @@ class ModelConfig(Section):
 
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
         "auto", description="Attention kernel; auto lets transformers pick (SDPA where available)."
+    )
+    adapter: str | None = Field(
+        None,
+        description="Start from a finished LoRA run (its folder, or its adapter/ folder) on this base: its "
+        "adapter is trained further and its tokenizer and chat template are used (the lora section is not). "
+        "For preference tuning the frozen starting model is the reference.",
     )
 
 
@@ -107,44 +114,9 @@ class ColumnsConfig(Section):
         "conversations", description="sharegpt: the column holding [{from, value}, ...]."
     )
     text: str = Field("text", description="text: the column of plain documents (continued pretraining).")
-
-
-Severity = Literal["error", "warn", "off"]
-
-
-class PreflightConfig(Section):
-    eos: Severity = Field(
-        "error",
-        description="Every answer ends with a trained EOS token: the template writes eos_token after it.",
-    )
-    trained_tokens: Severity = Field(
-        "error", description="No row has an empty answer (nothing to train; such rows are left out)."
-    )
-    double_bos: Severity = Field("error", description="No sample starts with two BOS tokens.")
-    prompt_match: Severity = Field(
-        "error",
-        description="The tokens before each trained answer equal, token for token, the prompt inference builds "
-        "for that conversation (fails above max_prompt_mismatch_fraction).",
-    )
-    answer_tokens: Severity = Field(
-        "error", description="The trained tokens of each answer decode to exactly the answer's rendered text."
-    )
-    truncation: Severity = Field(
-        "error",
-        description="At most max_truncated_fraction of samples are cut by max_length (counting those that lose "
-        "their whole answer and are left out).",
-    )
-    overlap: Severity = Field("warn", description="Evaluation samples that also occur in training.")
-    max_truncated_fraction: float = Field(
-        0.05, ge=0, le=1, description="Allowed share of samples cut by max_length."
-    )
-    max_prompt_mismatch_fraction: float = Field(
-        0.01,
-        ge=0,
-        le=1,
-        description="Allowed share of samples whose training prompt differs from the inference prompt (the "
-        "boundary rule in the README: a few answers that start with unusual whitespace are expected).",
-    )
+    chosen: str = Field("chosen", description="preference pairs: the preferred answer column.")
+    rejected: str = Field("rejected", description="preference pairs: the dispreferred answer column.")
+    label: str = Field("label", description="kto: the column saying whether the completion is desirable.")
 
 
 Shape = Literal["auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text"]
@@ -228,6 +200,12 @@ class DataConfig(Section):
 
 
 class TrainConfig(Section):
+    method: Literal["sft", "dpo", "simpo", "orpo", "kto"] = Field(
+        "sft",
+        description="sft: supervised fine-tuning on answers. dpo: preference pairs against a frozen reference "
+        "(the starting model). simpo and orpo: pairs without a reference. kto: single answers marked "
+        "desirable or not. The preference section holds their settings.",
+    )
     epochs: float = Field(
         1.0, gt=0, description="Passes over the training data (ignored when max_steps is set)."
     )
@@ -350,26 +328,6 @@ class ServeConfig(Section):
     )
 
 
-class DistributedConfig(Section):
-    """How several processes share the training (tuneforge train --nproc N, torchrun, accelerate launch).
-    One process ignores this section."""
-
-    strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(
-        "auto",
-        description="auto: DDP (a full model copy per process). fsdp: weights, gradients and optimizer state "
-        "sharded, one unit per transformer layer (QLoRA included). deepspeed: ZeRO (pip install "
-        "'tuneforge[deepspeed]'). fsdp and deepspeed need CUDA GPUs.",
-    )
-    fsdp_cpu_offload: bool = Field(
-        False,
-        description="fsdp: keep the sharded parameters in CPU memory between uses (slower, less GPU memory).",
-    )
-    zero_stage: Literal[2, 3] = Field(
-        2, description="deepspeed: 2 shards gradients and optimizer state; 3 also shards the weights."
-    )
-    zero_offload: bool = Field(False, description="deepspeed: keep the optimizer state in CPU memory.")
-
-
 class LogConfig(Section):
     tensorboard: bool = Field(True, description="Write TensorBoard events to RUN_DIR/tensorboard.")
     report_to: list[Literal["wandb", "mlflow", "trackio", "comet_ml"]] = Field(
@@ -387,6 +345,7 @@ class RunConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
     run_dir: str | None = Field(
         None, description="Where the run is written; default runs/<config file name>."
     )
@@ -426,4 +385,22 @@ class RunConfig(Section):
                 "(distributed.strategy fsdp, or deepspeed with zero_stage 3) turn it off and score the "
                 "finished run with tuneforge eval"
             )
+        if train.method != "sft":
+            self._check_preference()
+        if self.model.adapter is not None and self.lora.method == "full":
+            raise ValueError("model.adapter continues a LoRA adapter: it needs lora.method=lora")
         return self
+
+    def _check_preference(self) -> None:
+        method = self.train.method
+        data = self.data
+        if data.mix or data.format != "auto":
+            raise ValueError(
+                f"train.method={method} reads preference rows by their columns (data.columns.prompt, chosen, "
+                "rejected, completion, label): use data.path without data.format and data.mix"
+            )
+        if self.eval.during_training or self.train.packing == "on":
+            raise ValueError(
+                f"train.method={method}: eval.during_training and train.packing are for sft runs; score the "
+                "finished run with tuneforge eval"
+            )

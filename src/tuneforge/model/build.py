@@ -19,6 +19,7 @@ from transformers.trainer_utils import load_sharded_checkpoint
 
 from tuneforge.config.schema import LoraConfig, ModelConfig, QuantConfig
 from tuneforge.model.load import load_base_model, load_tokenizer, resolve_dtype
+from tuneforge.model.start import adapter_folder, continue_adapter
 from tuneforge.model.targets import check_modules_to_save, peft_lora_config, resolve_targets
 
 
@@ -39,6 +40,7 @@ def apply_lora(
     quantized: bool,
     gradient_checkpointing: bool,
     trust_remote_code: bool = False,
+    start: Path | None = None,
 ) -> nn.Module:
     if quantized:
         # Casts norms to fp32 and makes inputs require grad, so checkpointed quantized layers get gradients.
@@ -49,6 +51,8 @@ def apply_lora(
         )
     if lora.method == "full":
         return model
+    if start is not None:  # the adapter of an earlier run, trained further (model.adapter)
+        return continue_adapter(model, start)
     resolve_targets(
         model.config, lora, trust_remote_code
     )  # names that match nothing are an error before anything is wrapped
@@ -102,7 +106,8 @@ def build_model(
     gradient_checkpointing: bool,
     for_fsdp: bool = False,
 ) -> ModelBundle:
-    tokenizer = load_tokenizer(model_cfg)
+    start = adapter_folder(model_cfg.adapter, model_cfg.name_or_path) if model_cfg.adapter else None
+    tokenizer = load_tokenizer(model_cfg, start)
     if lora.method == "full" and resolve_dtype(model_cfg.dtype) == torch.float16:
         # fp16 mixed precision needs fp32 master weights; training fp16 weights in full fails in the grad scaler.
         model_cfg = model_cfg.model_copy(update={"dtype": "float32"})
@@ -118,6 +123,7 @@ def build_model(
         quantized=quant.mode != "none",
         gradient_checkpointing=gradient_checkpointing,
         trust_remote_code=model_cfg.trust_remote_code,
+        start=start,
     )
     trainable, total = count_parameters(model)
     return ModelBundle(model, tokenizer, dtype, trainable, total, adapted_module_names(model))

@@ -98,8 +98,12 @@ def check_weights(model: ModelConfig) -> dict:
     return {}
 
 
-def load_tokenizer(model: ModelConfig):
+def load_tokenizer(model: ModelConfig, adapter: Path | None = None):
+    """The base model's tokenizer, or the one saved with the adapter a run starts from (model.adapter): it
+    carries the chat template that adapter was trained with."""
     where = source(model)
+    if adapter is not None and (adapter / "tokenizer_config.json").is_file():
+        where = {"pretrained_model_name_or_path": str(adapter)}
     try:
         tokenizer = AutoTokenizer.from_pretrained(**where)
     except (

@@ -28,6 +28,7 @@ RUN_FILES = (
     ".adapter.tmp",
     "checkpoints",
     "tensorboard",
+    "reference_logps.json",
 )
 
 
@@ -62,6 +63,15 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
+
+    @property
+    def reference_logps(self) -> Path:
+        """Preference runs: the starting model's log-probs of every answer, the frozen reference."""
+        return self.root / "reference_logps.json"
+
+    @property
+    def rewards_plot(self) -> Path:
+        return self.root / "plots" / "rewards.png"
 
     @property
     def eval_split(self) -> Path:

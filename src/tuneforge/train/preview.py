@@ -14,10 +14,13 @@ from rich.table import Table
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.data.encode import ChatEncoder
+from tuneforge.data.pair_report import pair_summary, show_pair_summary, show_pairs
 from tuneforge.data.prepare import PreparedData, prepare_data
+from tuneforge.data.prepare_pairs import prepare_pairs
 from tuneforge.data.report import histogram, length_line, rendered_sample, show_preflight
 from tuneforge.data.tokenize import percentile
 from tuneforge.model.load import architecture, context_length, load_tokenizer
+from tuneforge.model.start import adapter_folder
 from tuneforge.model.targets import resolve_targets
 
 PERCENTILES = (0.5, 0.9, 0.95, 0.99)
@@ -30,8 +33,15 @@ def requested_length(config: RunConfig) -> int | None:
 def preview_data(config: RunConfig, hf_config=None) -> tuple[PreparedData, object]:
     """The data exactly as training would prepare it, with max_length resolved against the model's context."""
     hf_config = hf_config or architecture(config.model).config
-    tokenizer = load_tokenizer(config.model)
+    model = config.model
+    tokenizer = load_tokenizer(
+        model, adapter_folder(model.adapter, model.name_or_path) if model.adapter else None
+    )
     limit = context_length(hf_config)
+    if config.train.method != "sft":
+        return prepare_pairs(
+            config.data, config.train.method, tokenizer, requested_length(config), limit
+        ), tokenizer
     return prepare_data(config.data, tokenizer, requested_length(config), limit), tokenizer
 
 
@@ -49,6 +59,8 @@ def target_matches(config: RunConfig, hf_config) -> dict[str, int]:
 
 
 def data_report(config: RunConfig) -> tuple[PreparedData, dict, object]:
+    if config.train.method != "sft":
+        return preference_report(config)
     hf_config = architecture(config.model).config
     data, tokenizer = preview_data(config, hf_config)
     stats = data.train_stats
@@ -82,7 +94,20 @@ def data_report(config: RunConfig) -> tuple[PreparedData, dict, object]:
     return data, report, tokenizer
 
 
+def preference_report(config: RunConfig) -> tuple[object, dict, object]:
+    hf_config = architecture(config.model).config
+    data, tokenizer = preview_data(config, hf_config)
+    report = pair_summary(data, requested_length(config))
+    return data, report | {"lora_targets": target_matches(config, hf_config)}, tokenizer
+
+
 def show_report(console: Console, config: RunConfig, n: int) -> dict:
+    if config.train.method != "sft":  # pairs: both branches shown, trained tokens highlighted in each
+        data, report, tokenizer = preference_report(config)
+        show_pairs(console, data, tokenizer, n)
+        show_pair_summary(console, report)
+        show_preflight(console, data.preflight)
+        return report
     data, report, tokenizer = data_report(config)
     encoder = ChatEncoder(tokenizer)
     for i in range(min(n, len(data.train))):

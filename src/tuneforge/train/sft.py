@@ -1,4 +1,8 @@
-"""The supervised fine-tuning recipe: a whole run config in, a finished run directory out. Reads top to bottom.
+"""The training run: a whole run config in, a finished run directory out. Reads top to bottom.
+
+What is the method's own (data, trainer, a step before training) comes from a `Recipe`: supervised
+fine-tuning is defined here, preference tuning (train.method dpo, simpo, orpo, kto) in train/preference.py.
+Everything else (run directory, lock, manifest, resume, signals, processes, reports) is shared.
 
 Nothing is written before the model and data pass their checks: a bad config, file or template leaves an
 existing run as it was (and no new folder behind). From the first step on, manifest.json says the truth:
@@ -14,14 +18,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.table import Table
 from transformers import TrainerCallback, set_seed
 from transformers.integrations import TensorBoardCallback
 
@@ -36,13 +39,14 @@ from tuneforge.infer.generate import Decoding
 from tuneforge.model.build import ModelBundle, build_model, load_trained, save_trained
 from tuneforge.model.load import context_length
 from tuneforge.model.report import show_parameters
+from tuneforge.model.start import check_same_template
 from tuneforge.run.checkpoints import newest_complete, remove_incomplete, resume_point, step_of
 from tuneforge.run.directory import RunDir
 from tuneforge.run.files import write_atomically
 from tuneforge.run.lock import RunLock
 from tuneforge.run.manifest import ENDED, now, read_manifest, resume_record, start_fields, write_manifest
 from tuneforge.run.metrics import keep_metrics_up_to, read_metrics
-from tuneforge.run.plots import plot_loss
+from tuneforge.run.plots import plot_loss, plot_rewards
 from tuneforge.run.processes import barrier, join_process_group, main_process, node_main_first, world_size
 from tuneforge.train.callbacks import MetricsFileCallback, RichProgressCallback
 from tuneforge.train.distributed import Layout, check_strategy, resolve_strategy, strategy_arguments
@@ -60,6 +64,7 @@ from tuneforge.train.resume import (
     saved_train_section,
 )
 from tuneforge.train.selective_loss import causal_lm
+from tuneforge.train.summary import show_before_after
 from tuneforge.train.trainer import build_trainer, training_arguments, use_packing
 
 
@@ -70,6 +75,28 @@ class FinetuneResult:
     eval_after: dict | None
     global_step: int
     interrupted: str | None = None  # the signal that stopped the run; a checkpoint holds its progress
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a training method brings; `run_finetune` does the rest."""
+
+    # (config, console) -> (ModelBundle, data): model and checked data, before anything is written
+    prepare: Callable
+    # (config, bundle, data, run, callbacks, console, resuming) -> the Trainer
+    assemble: Callable
+    # (config, run, bundle, data, resuming) -> None: before the Trainer exists and the run directory changes
+    before_start: Callable = lambda *args: None
+    # (run, data) -> None: what the method writes into a new run directory (rank 0, after the manifest)
+    write_start: Callable = lambda *args: None
+
+
+def recipe_for(method: str) -> Recipe:
+    if method == "sft":
+        return SFT
+    from tuneforge.train.preference import PREFERENCE  # the preference recipe builds on this module
+
+    return PREFERENCE
 
 
 @dataclass
@@ -102,7 +129,8 @@ def run_finetune(
     with RunLock(run.root, notice=console.print) if main_process() else nullcontext() as lock:
         try:  # everything that can fail on bad input, before the run directory changes
             resuming = find_resume(run, config) if resume else None
-            bundle, data = prepare(config, console)
+            recipe = recipe_for(config.train.method)
+            bundle, data = recipe.prepare(config, console)
             if resume:
                 check_same_data(run, data.file_hashes)
             layout = Layout(
@@ -114,7 +142,8 @@ def run_finetune(
             if resume:
                 check_same_global_batch(run, layout)
             callbacks = [stop, *extra_callbacks]
-            trainer = assemble_trainer(config, bundle, data, run, callbacks, console, resuming=resume)
+            recipe.before_start(config, run, bundle, data, resume)
+            trainer = recipe.assemble(config, bundle, data, run, callbacks, console, resume)
         except BaseException:
             if lock is not None:
                 lock.release(remove_dir=lock.created_dir)  # nothing of value was written
@@ -128,6 +157,8 @@ def run_finetune(
             if overwrite:
                 run.clear()
             start_manifest(run, config, data, layout, resuming.checkpoint if resuming else None)
+            if not resuming:
+                recipe.write_start(run, data)
         barrier()  # the others read the checkpoint only once rank 0 has removed incomplete ones
         with stop:  # Ctrl-C / SIGTERM from here to the end: a clean stop, never half a file
             return train(config, run, bundle, data, trainer, resuming, stop, console)
@@ -154,10 +185,13 @@ def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedD
     )
     show_parameters(console, bundle, config.lora.method)
     requested_length = None if config.train.max_length == "auto" else config.train.max_length
+    adapter_template = bundle.tokenizer.chat_template
     with node_main_first():  # one process per machine tokenizes and fills the cache; the others read it
         data = prepare_data(
             config.data, bundle.tokenizer, requested_length, context_length(bundle.model.config)
         )
+    if config.model.adapter:
+        check_same_template(adapter_template, bundle.tokenizer.chat_template, config.model.adapter)
     show_data(console, data, bundle.tokenizer, requested_length)
     show_preflight(console, data.preflight)
     enforce(data.preflight)
@@ -176,7 +210,11 @@ def start_manifest(
         return
     rows = {"train": data.train_stats.kept, "eval": data.eval_stats.kept if data.eval_stats else 0}
     start = start_fields(data.file_hashes, rows, config.train.seed)
-    fields = {"max_length": data.max_length, "data_format": data.format, "processes": layout.record()}
+    fields = {"max_length": data.max_length, "processes": layout.record()}
+    if config.train.method == "sft":  # the row shape inference reads input files with
+        fields["data_format"] = data.format
+    else:
+        fields["preference"] = {"method": config.train.method, "rows": data.format}
     write_manifest(run.manifest, {**start, **fields})
     write_eval_split(run.eval_split, data.eval_items)
 
@@ -217,7 +255,10 @@ def train(
         show_before_after(console, before, after)
         save_adapter(bundle, run, trainer if sharded(config) else None)
         if main_process():
-            plot_loss(run.metrics, run.loss_plot, title=f"{config.model.name_or_path} · {config.lora.method}")
+            title = f"{config.model.name_or_path} · {config.lora.method} · {config.train.method}"
+            plot_loss(run.metrics, run.loss_plot, title=title)
+            if config.train.method != "sft":
+                plot_rewards(run.metrics, run.rewards_plot, title=title)
             best_path = trainer.state.best_model_checkpoint
             best = {"best_checkpoint": Path(best_path).name} if best_path else {}
             record(run, {"status": "finished", "finished": now(), "global_step": step, **best})
@@ -281,9 +322,25 @@ def assemble_trainer(
     console: Console,
     resuming: bool = False,
 ):
-    layer_classes = list(getattr(causal_lm(bundle.model), "_no_split_modules", None) or [])
     strategy = resolve_strategy(config.distributed, world_size())
-    args = training_arguments(
+    return build_trainer(
+        bundle.model,
+        run_arguments(config, bundle, data, run, resuming),
+        train_set=data.train,
+        eval_set=data.eval,
+        pad_token_id=bundle.tokenizer.pad_token_id,
+        callbacks=[*run_callbacks(config, run, console), *extra],
+        packing=use_packing(config.train),
+        scorer=training_scorer(config, bundle, data),
+        # sharded weights (FSDP, DeepSpeed) leave no whole head outside the model's forward
+        selective=config.train.loss == "selective" and strategy in ("single", "ddp"),
+    )
+
+
+def run_arguments(config: RunConfig, bundle: ModelBundle, data, run: RunDir, resuming: bool):
+    """The Trainer's arguments for this run: every method trains with the same schedule and checkpoints."""
+    layer_classes = list(getattr(causal_lm(bundle.model), "_no_split_modules", None) or [])
+    return training_arguments(
         config.train,
         output_dir=run.checkpoints,
         dtype=bundle.dtype,
@@ -292,6 +349,10 @@ def assemble_trainer(
         report_to=list(config.log.report_to),
         strategy_args=strategy_arguments(config.distributed, world=world_size(), layer_classes=layer_classes),
     )
+
+
+def run_callbacks(config: RunConfig, run: RunDir, console: Console) -> list[TrainerCallback]:
+    """metrics.jsonl, progress, the non-finite guard, sealed checkpoints and TensorBoard."""
     guard = NonFiniteGuard(config.train.learning_rate, lambda: newest_complete(run.checkpoints))
     callbacks: list[TrainerCallback] = [
         MetricsFileCallback(run.metrics),
@@ -303,18 +364,7 @@ def assemble_trainer(
         tensorboard = TensorBoardCallback()  # opens its writer when training starts, after any --overwrite
         tensorboard.logging_dir = str(run.tensorboard)
         callbacks.append(tensorboard)
-    return build_trainer(
-        bundle.model,
-        args,
-        train_set=data.train,
-        eval_set=data.eval,
-        pad_token_id=bundle.tokenizer.pad_token_id,
-        callbacks=[*callbacks, *extra],
-        packing=use_packing(config.train),
-        scorer=training_scorer(config, bundle, data),
-        # sharded weights (FSDP, DeepSpeed) leave no whole head outside the model's forward
-        selective=config.train.loss == "selective" and strategy in ("single", "ddp"),
-    )
+    return callbacks
 
 
 def training_scorer(config: RunConfig, bundle: ModelBundle, data: PreparedData):
@@ -342,12 +392,4 @@ def first_eval(run: RunDir) -> dict | None:
     return evals[0] if evals else None
 
 
-def show_before_after(console: Console, before: dict | None, after: dict | None) -> None:
-    if not (before and after):
-        return
-    table = Table(title="held-out loss")
-    for column in ("before", "after", "change"):
-        table.add_column(column, justify="right")
-    b, a = before["eval_loss"], after["eval_loss"]
-    table.add_row(f"{b:.4f}", f"{a:.4f}", f"{100 * (a - b) / b:+.1f}%")
-    console.print(table)
+SFT = Recipe(prepare, assemble_trainer)

@@ -1,0 +1,29 @@
+"""Config section `preference`: the knobs of preference tuning (train.method dpo, simpo, orpo or kto).
+
+Rows come in one of two shapes, read by their columns (data.columns.*):
+- pairs (dpo, simpo, orpo): prompt + chosen + rejected; the prompt is a string or a message list (history
+  included), the answers strings or message lists ending with the assistant turn;
+- kto: prompt + completion + label (true = desirable, false = undesirable).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tuneforge.config.section import Section
+
+
+class PreferenceConfig(Section):
+    beta: float = Field(
+        0.1,
+        gt=0,
+        description="dpo and kto: how far the policy may move from the reference (0.1 is common). simpo: the "
+        "reward scale (about 2). orpo: the weight of the odds-ratio term beside the SFT loss (0.1).",
+    )
+    simpo_gamma: float = Field(
+        0.5, ge=0, description="simpo: the target reward margin between chosen and rejected."
+    )
+    kto_desirable_weight: float = Field(
+        1.0, gt=0, description="kto: loss weight of desirable rows (raise it when they are the fewer)."
+    )
+    kto_undesirable_weight: float = Field(1.0, gt=0, description="kto: loss weight of undesirable rows.")

@@ -1,0 +1,130 @@
+"""Preference rows -> a prompt conversation plus its answers: pairs (chosen / rejected) or KTO's single answers.
+
+Accepted rows (column names from data.columns):
+- {prompt, chosen, rejected} with strings;
+- the prompt as a message list (history: system, user, assistant, ..., user), or a `messages` column;
+- chosen / rejected as message lists ending with the assistant's answer; without a prompt column their
+  shared turns before the answer are the prompt (the "implicit prompt" of Anthropic's HH data);
+- KTO: {prompt, completion, label}, label true/false (also 1/0, yes/no).
+
+data.system_prompt goes before every prompt that has no system turn, as for SFT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tuneforge.config.schema import DataConfig
+from tuneforge.data.shapes import Message, check_messages, text
+from tuneforge.errors import TuneforgeError
+
+LABELS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+@dataclass(frozen=True)
+class PreferenceItem:
+    """A prompt and, for a pair, the chosen and rejected answers; for KTO one answer and its label."""
+
+    prompt: list[Message]
+    answers: tuple[str, ...]  # (chosen, rejected), or (completion,)
+    desirable: bool | None = None  # KTO only
+
+    def conversation(self, answer: int = 0) -> list[Message]:
+        return [*self.prompt, {"role": "assistant", "content": self.answers[answer]}]
+
+
+def preference_shape(method: str) -> str:
+    return "kto" if method == "kto" else "pairs"
+
+
+def check_preference_columns(columns: Sequence[str], shape: str, data: DataConfig, source: str) -> None:
+    cols = data.columns
+    answers = [cols.completion, cols.label] if shape == "kto" else [cols.chosen, cols.rejected]
+    prompt = [cols.prompt, cols.messages]
+    missing = [name for name in answers if name not in columns]
+    if shape == "kto" and not any(name in columns for name in prompt):
+        missing.append(cols.prompt)
+    if missing:
+        wanted = "prompt, completion, label" if shape == "kto" else "prompt, chosen, rejected"
+        raise TuneforgeError(
+            f"{source}: column {missing[0]!r} not found ({shape} rows need {wanted}). Columns that exist: "
+            f"{', '.join(columns)}. Map yours with data.columns.<field>: <your column>."
+        )
+
+
+def preference_item(row: dict[str, Any], shape: str, data: DataConfig, where: str) -> PreferenceItem:
+    cols = data.columns
+    if shape == "kto":
+        prompt = prompt_messages(row, data, where)
+        if prompt is None:
+            raise TuneforgeError(f"{where}: no prompt ({cols.prompt!r} or {cols.messages!r} column is empty)")
+        answer = answer_text(row[cols.completion], f"{where}, {cols.completion}")
+        return PreferenceItem(prompt, (answer,), desirable=label(row[cols.label], f"{where}, {cols.label}"))
+    chosen, rejected = row[cols.chosen], row[cols.rejected]
+    prompt = prompt_messages(row, data, where)
+    if prompt is None:  # the shared turns before the two answers are the prompt
+        prompt = implicit_prompt(chosen, rejected, where)
+    answers = (
+        answer_text(chosen, f"{where}, {cols.chosen}"),
+        answer_text(rejected, f"{where}, {cols.rejected}"),
+    )
+    return PreferenceItem(with_system(prompt, data), answers)
+
+
+def prompt_messages(row: dict[str, Any], data: DataConfig, where: str) -> list[Message] | None:
+    cols = data.columns
+    value = row.get(cols.prompt)
+    if value is None or value == "" or value == []:
+        value = row.get(cols.messages)
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, str):
+        messages = [{"role": "user", "content": value}]
+    else:
+        messages = [{"role": m["role"], "content": text(m["content"])} for m in value]
+        if messages and messages[-1]["role"] == "assistant":
+            raise TuneforgeError(
+                f"{where}: the prompt ends with an assistant turn; it must end with the user's"
+            )
+    check_messages([*messages, {"role": "assistant", "content": "-"}], where)
+    return with_system(messages, data)
+
+
+def implicit_prompt(chosen: Any, rejected: Any, where: str) -> list[Message]:
+    if not (isinstance(chosen, list) and isinstance(rejected, list)) or len(chosen) < 2:
+        raise TuneforgeError(
+            f"{where}: no prompt: give a prompt column (data.columns.prompt), or chosen and rejected as "
+            "conversations that hold the prompt turns before the answer"
+        )
+    shared = [{"role": m["role"], "content": text(m["content"])} for m in chosen[:-1]]
+    if shared != [{"role": m["role"], "content": text(m["content"])} for m in rejected[:-1]]:
+        raise TuneforgeError(
+            f"{where}: chosen and rejected differ before their last turn; a pair must answer the same prompt"
+        )
+    return shared
+
+
+def answer_text(value: Any, where: str) -> str:
+    """A string, or a message list whose last turn is the assistant's answer."""
+    if isinstance(value, list):
+        if not value or value[-1].get("role") != "assistant":
+            raise TuneforgeError(f"{where}: an answer given as messages must end with an assistant turn")
+        return text(value[-1].get("content"))
+    return text(value)
+
+
+def label(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    found = LABELS.get(str(value).strip().lower())
+    if found is None:
+        raise TuneforgeError(f"{where}: label {value!r} is not true or false (also accepted: 1/0, yes/no)")
+    return found
+
+
+def with_system(prompt: list[Message], data: DataConfig) -> list[Message]:
+    if data.system_prompt and prompt[0]["role"] != "system":
+        return [{"role": "system", "content": data.system_prompt}, *prompt]
+    return prompt

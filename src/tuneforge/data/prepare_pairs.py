@@ -1,0 +1,109 @@
+"""Data stage for preference tuning: config section `data` -> encoded pairs (or KTO rows), checked.
+
+load rows (as for SFT: files, saved folders, hub ids, eval split) -> check columns -> install the prompt
+template -> read each row as a prompt plus answers (data/pairs.py) -> encode both branches through the one
+encoder and check each pair (data/pair_encode.py) -> preflight (data/pair_preflight.py)
+
+    data = prepare_pairs(config.data, "dpo", tokenizer, max_length=None, context_length=2048)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from tuneforge.config.schema import DataConfig
+from tuneforge.data.encode import ChatEncoder
+from tuneforge.data.pair_encode import PairStats, encode_preferences
+from tuneforge.data.pair_preflight import run_pair_preflight
+from tuneforge.data.pairs import PreferenceItem, check_preference_columns, preference_item, preference_shape
+from tuneforge.data.preflight import CheckResult
+from tuneforge.data.sources import load_raw_data, sha256
+from tuneforge.data.templates import install_chat_template
+from tuneforge.errors import TuneforgeError
+
+
+@dataclass
+class PreparedPairs:
+    """What a preference run trains on; the fields a run directory records are named as PreparedData's."""
+
+    train: Dataset
+    eval: Dataset | None
+    train_stats: PairStats
+    eval_stats: PairStats | None
+    format: str  # pairs or kto
+    template_source: str
+    file_hashes: dict[Path, str]
+    preflight: list[CheckResult] = field(default_factory=list)
+    eval_items: list = field(default_factory=list)  # held-out prompts with the chosen (desirable) answer
+    reference: dict | None = None  # per split, the reference log-probs of each row's answers (dpo, kto)
+
+    @property
+    def max_length(self) -> int:
+        return self.train_stats.max_length
+
+
+def prepare_pairs(
+    data: DataConfig,
+    method: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int | None,
+    context_length: int | None = None,
+) -> PreparedPairs:
+    shape = preference_shape(method)
+    raw = load_raw_data(
+        data.path,
+        hub_config=data.hub_config,
+        split=data.split,
+        eval_path=data.eval_path,
+        eval_fraction=data.eval_fraction,
+        max_samples=data.max_samples,
+        seed=data.seed,
+        dedupe=data.dedupe,
+    )
+    check_preference_columns(raw.train.column_names, shape, data, source=data.path)
+    if raw.eval is not None and data.eval_path:
+        check_preference_columns(raw.eval.column_names, shape, data, source=data.eval_path)
+    template_source = install_chat_template(tokenizer, data.template)
+    encoder = ChatEncoder(tokenizer)
+    train_items = read_items(raw.train, shape, data, data.path)
+    train, train_stats = encode_preferences(
+        train_items, encoder, max_length=max_length, context_length=context_length, source=data.path
+    )
+    eval_set = eval_stats = None
+    eval_items: list[PreferenceItem] = []
+    if raw.eval is not None:
+        eval_items = read_items(raw.eval, shape, data, data.eval_path or "eval split")
+        # cut where the training rows are cut, so held-out rewards measure the same task
+        eval_set, eval_stats = encode_preferences(
+            eval_items,
+            encoder,
+            max_length=train_stats.max_length,
+            context_length=context_length,
+            source="eval split",
+        )
+    checks = run_pair_preflight(data.preflight, train_stats, pairs=shape == "pairs")
+    for where, stats in ((data.path, train_stats), ("the eval split", eval_stats)):
+        if stats is not None and stats.kept == 0:
+            findings = "; ".join(
+                c.message for c in run_pair_preflight(data.preflight, stats, shape == "pairs") if not c.passed
+            )
+            raise TuneforgeError(f"{where}: no row is left to train on: {findings}")
+    return PreparedPairs(
+        train,
+        eval_set,
+        train_stats,
+        eval_stats,
+        shape,
+        template_source,
+        {path: sha256(path) for path in raw.files},
+        checks,
+        [item.conversation() for item in eval_items if item.desirable in (None, True)],
+    )
+
+
+def read_items(rows: Dataset, shape: str, data: DataConfig, source: str) -> list[PreferenceItem]:
+    return [preference_item(row, shape, data, f"{source} row {i}") for i, row in enumerate(rows)]
