@@ -162,6 +162,8 @@ def test_implicit_prompt_messages_column_and_kto_labels(encoder):
     assert item.prompt == HISTORY and item.answers == ("ls", "rm")
     item = preference_item({"messages": HISTORY, "chosen": "ls", "rejected": "rm"}, "pairs", data, "row 1")
     assert item.prompt == HISTORY
+    item = preference_item({"prompt": HISTORY, "chosen": chosen, "rejected": "rm"}, "pairs", data, "row 1")
+    assert item.answers == ("ls", "rm"), "the history repeated before the answer is the prompt's"
     for value, expected in ((True, True), ("false", False), (1, True), ("No", False)):
         row = {"prompt": "q", "completion": [{"role": "assistant", "content": "a"}], "label": value}
         assert preference_item(row, "kto", data, "row 2").desirable is expected
@@ -179,6 +181,19 @@ def test_implicit_prompt_messages_column_and_kto_labels(encoder):
         ),
         ({"prompt": HISTORY[:2], "chosen": "a", "rejected": "b"}, "prompt ends with an assistant turn"),
         ({"chosen": "a", "rejected": "b"}, "no prompt"),
+        (
+            {
+                "prompt": "list files",
+                "chosen": [*HISTORY, {"role": "assistant", "content": "ls"}],
+                "rejected": "rm",
+            },
+            "turns before the answer differ from the prompt",
+        ),
+        (
+            {"prompt": [{"from": "human", "value": "hi"}], "chosen": "a", "rejected": "b"},
+            "list of \\{role, content\\}",
+        ),
+        ({"prompt": "q", "chosen": [], "rejected": "b"}, "must end with an assistant turn"),
         (
             {"prompt": "q", "chosen": [{"role": "user", "content": "a"}], "rejected": "b"},
             "must end with an assistant turn",
@@ -220,3 +235,28 @@ def test_any_pair_shares_the_inference_prompt_under_a_template_that_ends_prompts
     _, stats = encode_preferences([item], encoder, max_length=512, context_length=None, source="property")
     assert stats.prompt_differs == [] and stats.prompt_mismatches == []
     assert stats.identical == ([0] if chosen == rejected else [])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"data": {"path": "p.jsonl", "format": "messages"}}, "reads preference rows by their columns"),
+        ({"eval": {"during_training": True}}, "eval.during_training and train.packing are for sft runs"),
+        ({"distributed": {"strategy": "fsdp"}}, "needs whole weights on each process"),
+        (
+            {"lora": {"method": "full"}, "model": {"name_or_path": "m", "adapter": "runs/sft"}},
+            "model.adapter",
+        ),
+    ],
+)
+def test_preference_settings_that_cannot_work_are_config_errors(override, message):
+    from tuneforge.config.loading import validate_config
+
+    raw = {
+        "model": {"name_or_path": "m"},
+        "data": {"path": "p.jsonl"},
+        "train": {"method": "dpo"},
+        **override,
+    }
+    with pytest.raises(TuneforgeError, match=message):
+        validate_config(raw)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,7 @@ def stories_config(train_path: Path, held_out: Path | None, method: str, **secti
         train_path,
         held_out,
         data={"template": "alpaca", **sections.pop("data", {})},
-        lora={"r": 8, "alpha": 16, "dropout": 0.0},
+        lora={"r": 8, "alpha": 16, "dropout": 0.0, **sections.pop("lora", {})},
         train=train_section,
         log={"tensorboard": False},
         **sections,
@@ -123,6 +124,7 @@ def sft_run(feeling_files, tmp_path_factory) -> Path:
         "sft",
         data={"eval_path": None, "eval_fraction": 0.1},
         train={"max_steps": 20, "eval_steps": 20, "save_steps": 20},
+        lora={"dropout": 0.1},  # kept in its adapter config: the DPO run must switch it off
     )
     return run_finetune(config, folder / "run").run_dir
 
@@ -168,11 +170,19 @@ def test_dpo_from_an_sft_run_uses_it_as_the_reference_without_a_second_copy(feel
         model={"name_or_path": str(needs_shared("models", "stories260K")), "adapter": str(sft_run)},
     )
     config.train.max_steps = 4
+    config.lora.r = 4  # ignored: the SFT adapter (r=8) is trained further
     result = run_finetune(config, tmp_path / "dpo", extra_callbacks=[counter])
     assert counter.models == {1} and counter.adapters == {("default",)}, "one model, one adapter in memory"
     sft_config = json.loads((sft_run / "adapter" / "adapter_config.json").read_text())
     dpo_config = json.loads((result.run_dir / "adapter" / "adapter_config.json").read_text())
-    assert dpo_config["r"] == sft_config["r"] == 8 and config.lora.r == 8
+    assert dpo_config["r"] == sft_config["r"] == 8
+    assert result.eval_after["eval_rewards/accuracies"] >= 0 and "eval_logps/chosen" in result.eval_before
+    first_step = next(
+        r for r in read_metrics(result.run_dir / "metrics.jsonl") if r["step"] == 1 and "loss" in r
+    )
+    assert abs(first_step["rewards/margins"]) < 1e-4, (
+        "no dropout: before any update the policy is the reference"
+    )
 
     reference = json.loads((result.run_dir / "reference_logps.json").read_text())["eval"]
     held_out = [json.loads(line) for line in feeling_files[1].open()]
@@ -263,10 +273,16 @@ def test_a_killed_dpo_run_resumes_with_its_saved_reference_to_the_uninterrupted_
     run_dir = tmp_path / "killed"
     killed = kill_at(config, run_dir, 6)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    saved = (run_dir / "reference_logps.json").read_text()
+    # A copy whose saved reference is shifted shows the resume reads that file (and does not score again).
+    tampered = tmp_path / "tampered"
+    shutil.copytree(run_dir, tampered)
+    saved = json.loads((tampered / "reference_logps.json").read_text())
+    shifted = {
+        split: [[chosen + 3.0, rejected] for chosen, rejected in rows] for split, rows in saved.items()
+    }
+    (tampered / "reference_logps.json").write_text(json.dumps(shifted))
     resumed = run_finetune(config, run_dir, resume=True)
     assert resumed.global_step == 10
-    assert (run_dir / "reference_logps.json").read_text() == saved, (
-        "read back, not recomputed by the moved model"
-    )
     assert max_difference(adapter(run_dir), adapter(whole)) <= 1e-6
+    run_finetune(config, tampered, resume=True)
+    assert max_difference(adapter(tampered), adapter(whole)) > 1e-4

@@ -236,7 +236,18 @@ def plan(
         if gpu is not None and gpu not in DEVICES:
             raise TuneforgeError(f"--gpu {gpu!r}: choose one of {', '.join(DEVICES)}")
         config = load_config(config_path, set_)
-        setup = Setup(config.model, config.quant, config.lora, config.train)
+        train = config.train
+        if train.method in (
+            "dpo",
+            "simpo",
+            "orpo",
+        ):  # one forward scores chosen and rejected: 2 sequences a pair
+            train = train.model_copy(update={"batch_size": 2 * train.batch_size})
+            if not as_json:
+                console.print(
+                    f"{train.method}: planned as {train.batch_size} sequences per batch (2 per pair)"
+                )
+        setup = Setup(config.model, config.quant, config.lora, train)
         strategy = resolve_strategy(config.distributed, gpus)
         if strategy == "deepspeed":
             strategy = f"deepspeed-zero{config.distributed.zero_stage}"

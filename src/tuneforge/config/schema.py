@@ -16,6 +16,7 @@ from tuneforge.config.distributed import DistributedConfig
 from tuneforge.config.preference import PreferenceConfig
 from tuneforge.config.preflight import PreflightConfig
 from tuneforge.config.section import Section
+from tuneforge.config.serve import ServeConfig
 
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 MetricName = Literal["exact_match", "normalized_exact_match", "rouge1", "rouge2", "rougeL", "bleu", "chrf"]
@@ -308,26 +309,6 @@ class EvalConfig(Section):
     report_samples: int = Field(10, ge=0, description="Side-by-side samples shown in the report.")
 
 
-class ServeConfig(Section):
-    """Limits of `tuneforge serve` and `tuneforge app` (read from the first model's run config; change them
-    with --set serve.KEY=VALUE)."""
-
-    max_concurrent_requests: int = Field(
-        256, ge=1, description="Requests queued or running at once; more get HTTP 429."
-    )
-    max_batch_size: int = Field(16, ge=1, description="Requests generated together in one batch.")
-    batch_wait_ms: int = Field(
-        10, ge=0, le=1000, description="How long the engine waits for requests to join a batch."
-    )
-    max_new_tokens: int = Field(512, ge=1, description="Default and cap of a request's max_tokens.")
-    max_prompt_chars: int = Field(
-        32_000, ge=1, description="Longest prompt (all message texts together) accepted, in characters."
-    )
-    request_timeout_s: float = Field(
-        300, gt=0, description="A request still generating after this many seconds ends with an error."
-    )
-
-
 class LogConfig(Section):
     tensorboard: bool = Field(True, description="Write TensorBoard events to RUN_DIR/tensorboard.")
     report_to: list[Literal["wandb", "mlflow", "trackio", "comet_ml"]] = Field(
@@ -398,6 +379,15 @@ class RunConfig(Section):
             raise ValueError(
                 f"train.method={method} reads preference rows by their columns (data.columns.prompt, chosen, "
                 "rejected, completion, label): use data.path without data.format and data.mix"
+            )
+        if method in ("dpo", "kto") and (
+            self.distributed.strategy == "fsdp"
+            or (self.distributed.strategy == "deepspeed" and self.distributed.zero_stage == 3)
+        ):
+            raise ValueError(
+                f"train.method={method} scores every answer with the starting model before training, which "
+                "needs whole weights on each process: use distributed.strategy ddp (or deepspeed zero_stage 2), "
+                "or a reference-free method (simpo, orpo)"
             )
         if self.eval.during_training or self.train.packing == "on":
             raise ValueError(

@@ -24,6 +24,7 @@ from tuneforge.errors import TuneforgeError
 
 @dataclass
 class PairStats:
+    source: str = "data"  # the file (or split) the rows came from, for messages
     rows: int = 0
     kept: int = 0
     max_length: int = 0
@@ -68,7 +69,7 @@ def encode_preferences(
     source: str,
 ) -> tuple[Dataset, PairStats]:
     """Rows with an empty answer are left out (and counted); everything else is encoded and checked."""
-    stats = PairStats(context_length=context_length)
+    stats = PairStats(source=source, context_length=context_length)
     encoded: list[tuple[int, PreferenceItem, list[Branch]]] = []
     for row, item in enumerate(track(items, description=f"tokenizing {source}", transient=True)):
         stats.rows += 1

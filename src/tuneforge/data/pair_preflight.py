@@ -19,15 +19,15 @@ from tuneforge.data.preflight import CheckResult, check_truncation
 from tuneforge.data.tokenize import AUTO_LENGTH_STEP
 
 
-def rows_text(rows: list[int]) -> str:
-    return f"{len(rows)} rows (first: row {rows[0]})"
+def rows_text(stats: PairStats, rows: list[int]) -> str:
+    return f"{len(rows)} rows of {stats.source} (first: row {rows[0]})"
 
 
 def check_pair_prompt(stats: PairStats) -> tuple[bool, str]:
     if not stats.prompt_differs:
         return True, "chosen and rejected follow the same prompt ids in every row"
     return False, (
-        f"{rows_text(stats.prompt_differs)} have chosen and rejected after different prompt ids: the tokenizer "
+        f"{rows_text(stats, stats.prompt_differs)} have chosen and rejected after different prompt ids: the tokenizer "
         "merges the end of the prompt with the start of an answer (a generation prompt ending in a space, or "
         "an answer starting with whitespace), so the pair compares answers to different prompts. Use a template "
         "whose generation prompt ends with a newline or a special token (data.template), or strip the answers' "
@@ -42,7 +42,7 @@ def check_prompt_match(stats: PairStats, allowed: float) -> tuple[bool, str]:
         return True, f"{checked} training prompts equal their inference prompts token for token"
     share = mismatched / max(checked, 1)
     finding = (
-        f"{rows_text(stats.prompt_mismatches)} are trained after a prompt that differs from the one inference "
+        f"{rows_text(stats, stats.prompt_mismatches)} are trained after a prompt that differs from the one inference "
         "builds (the tokenizer merges prompt and answer at the boundary)"
     )
     if share > allowed:
@@ -67,7 +67,7 @@ def check_pair_differs(stats: PairStats) -> tuple[bool, str]:
     if in_data:
         fixes.append(f"{in_data} have the same chosen and rejected answer in the data: remove them")
     return False, (
-        f"{rows_text(stats.identical)} have the same tokens in both branches and were left out: "
+        f"{rows_text(stats, stats.identical)} have the same tokens in both branches and were left out: "
         + "; ".join(fixes)
         + "."
     )
@@ -76,10 +76,10 @@ def check_pair_differs(stats: PairStats) -> tuple[bool, str]:
 def check_empty_branch(stats: PairStats) -> tuple[bool, str]:
     problems = []
     if stats.empty:
-        problems.append(f"{rows_text(stats.empty)} have an empty answer")
+        problems.append(f"{rows_text(stats, stats.empty)} have an empty answer")
     if stats.cut_empty:
         problems.append(
-            f"{rows_text(stats.cut_empty)} lose a whole answer to the cut at train.max_length={stats.max_length} "
+            f"{rows_text(stats, stats.cut_empty)} lose a whole answer to the cut at train.max_length={stats.max_length} "
             "(the prompt fills it)"
         )
     if not problems:

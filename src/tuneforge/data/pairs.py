@@ -60,17 +60,26 @@ def preference_item(row: dict[str, Any], shape: str, data: DataConfig, where: st
         prompt = prompt_messages(row, data, where)
         if prompt is None:
             raise TuneforgeError(f"{where}: no prompt ({cols.prompt!r} or {cols.messages!r} column is empty)")
-        answer = answer_text(row[cols.completion], f"{where}, {cols.completion}")
+        answer = answer_text(row[cols.completion], prompt, f"{where}, {cols.completion}")
         return PreferenceItem(prompt, (answer,), desirable=label(row[cols.label], f"{where}, {cols.label}"))
     chosen, rejected = row[cols.chosen], row[cols.rejected]
     prompt = prompt_messages(row, data, where)
     if prompt is None:  # the shared turns before the two answers are the prompt
-        prompt = implicit_prompt(chosen, rejected, where)
+        prompt = with_system(implicit_prompt(chosen, rejected, where), data)
     answers = (
-        answer_text(chosen, f"{where}, {cols.chosen}"),
-        answer_text(rejected, f"{where}, {cols.rejected}"),
+        answer_text(chosen, prompt, f"{where}, {cols.chosen}"),
+        answer_text(rejected, prompt, f"{where}, {cols.rejected}"),
     )
-    return PreferenceItem(with_system(prompt, data), answers)
+    return PreferenceItem(prompt, answers)
+
+
+def as_messages(value: Any, where: str) -> list[Message]:
+    """A message list as [{role, content}]: each item must be an object with a role."""
+    if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m for m in value):
+        raise TuneforgeError(
+            f"{where}: expected a string or a list of {{role, content}} messages, got {str(value)[:80]!r}"
+        )
+    return [{"role": m["role"], "content": text(m.get("content"))} for m in value]
 
 
 def prompt_messages(row: dict[str, Any], data: DataConfig, where: str) -> list[Message] | None:
@@ -83,7 +92,7 @@ def prompt_messages(row: dict[str, Any], data: DataConfig, where: str) -> list[M
     if isinstance(value, str):
         messages = [{"role": "user", "content": value}]
     else:
-        messages = [{"role": m["role"], "content": text(m["content"])} for m in value]
+        messages = as_messages(value, where)
         if messages and messages[-1]["role"] == "assistant":
             raise TuneforgeError(
                 f"{where}: the prompt ends with an assistant turn; it must end with the user's"
@@ -98,21 +107,30 @@ def implicit_prompt(chosen: Any, rejected: Any, where: str) -> list[Message]:
             f"{where}: no prompt: give a prompt column (data.columns.prompt), or chosen and rejected as "
             "conversations that hold the prompt turns before the answer"
         )
-    shared = [{"role": m["role"], "content": text(m["content"])} for m in chosen[:-1]]
-    if shared != [{"role": m["role"], "content": text(m["content"])} for m in rejected[:-1]]:
+    shared = as_messages(chosen, where)[:-1]
+    if shared != as_messages(rejected, where)[:-1]:
         raise TuneforgeError(
             f"{where}: chosen and rejected differ before their last turn; a pair must answer the same prompt"
         )
+    check_messages([*shared, {"role": "assistant", "content": "-"}], where)
     return shared
 
 
-def answer_text(value: Any, where: str) -> str:
-    """A string, or a message list whose last turn is the assistant's answer."""
-    if isinstance(value, list):
-        if not value or value[-1].get("role") != "assistant":
-            raise TuneforgeError(f"{where}: an answer given as messages must end with an assistant turn")
-        return text(value[-1].get("content"))
-    return text(value)
+def answer_text(value: Any, prompt: list[Message], where: str) -> str:
+    """A string, or a message list whose last turn is the assistant's answer; turns before it, if any, must
+    be the prompt's (a system turn aside): history that is not the prompt is never silently dropped."""
+    if not isinstance(value, list):
+        return text(value)
+    messages = as_messages(value, where)
+    if not messages or messages[-1]["role"] != "assistant":
+        raise TuneforgeError(f"{where}: an answer given as messages must end with an assistant turn")
+    before = [m for m in messages[:-1] if m["role"] != "system"]
+    if before and before != [m for m in prompt if m["role"] != "system"]:
+        raise TuneforgeError(
+            f"{where}: the turns before the answer differ from the prompt; give the whole history in the prompt "
+            "column and only the answer here (or leave the prompt column out)"
+        )
+    return messages[-1]["content"]
 
 
 def label(value: Any, where: str) -> bool:

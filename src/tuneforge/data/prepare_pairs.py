@@ -9,7 +9,7 @@ encoder and check each pair (data/pair_encode.py) -> preflight (data/pair_prefli
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from datasets import Dataset
@@ -83,9 +83,14 @@ def prepare_pairs(
             encoder,
             max_length=train_stats.max_length,
             context_length=context_length,
-            source="eval split",
+            source=data.eval_path or "the eval split",
         )
     checks = run_pair_preflight(data.preflight, train_stats, pairs=shape == "pairs")
+    if (
+        eval_stats is not None
+    ):  # held-out rows are scored with the same prompts: the same checks, findings only
+        held_out = run_pair_preflight(data.preflight, eval_stats, pairs=shape == "pairs")
+        checks += [replace(r, name=f"{r.name} (eval)") for r in held_out if not r.passed]
     for where, stats in ((data.path, train_stats), ("the eval split", eval_stats)):
         if stats is not None and stats.kept == 0:
             findings = "; ".join(

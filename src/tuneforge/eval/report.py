@@ -18,7 +18,7 @@ from rich.table import Table  # noqa: E402
 
 from tuneforge.eval.evaluate import Evaluation, Scores  # noqa: E402
 from tuneforge.run.files import write_atomically  # noqa: E402
-from tuneforge.run.plots import plot_loss  # noqa: E402
+from tuneforge.run.plots import plot_loss, plot_rewards  # noqa: E402
 
 LOWER_IS_BETTER = {"loss", "perplexity"}
 
@@ -112,6 +112,7 @@ def write_report(evaluation: Evaluation, metrics_file: Path, folder: Path, sampl
     folder.mkdir(parents=True, exist_ok=True)
     images = [
         plot_loss(metrics_file, folder / "loss.png", title="training and held-out loss"),
+        plot_rewards(metrics_file, folder / "rewards.png", title="preference rewards (train and held-out)"),
         plot_comparison(evaluation, folder / "base_vs_tuned.png"),
         plot_checkpoints(evaluation, folder / "checkpoints.png"),
     ]

@@ -34,10 +34,12 @@ def plot_loss(metrics_path: Path, out_path: Path, title: str) -> Path:
     return out_path
 
 
-def plot_rewards(metrics_path: Path, out_path: Path, title: str) -> Path:
+def plot_rewards(metrics_path: Path, out_path: Path, title: str) -> Path | None:
     """Preference runs: chosen and rejected rewards, and reward accuracy (kto: the reference point z),
-    train and held-out, against the optimizer step."""
+    train and held-out, against the optimizer step. None for a run that logged no rewards (sft)."""
     records = read_metrics(metrics_path)
+    if not any("rewards/chosen" in r or "eval_rewards/chosen" in r for r in records):
+        return None
     right = "rewards/accuracies" if any("rewards/accuracies" in r for r in records) else "kl"
     fig, (rewards, other) = plt.subplots(1, 2, figsize=(11, 4))
     for prefix, style in (("", "-"), ("eval_", "o-")):

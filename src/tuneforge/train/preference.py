@@ -48,6 +48,11 @@ def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedP
         config.model, config.quant, config.lora, config.train.gradient_checkpointing, sharded
     )
     show_parameters(console, bundle, config.lora.method)
+    if switched_off := disable_dropout(bundle.model):
+        console.print(
+            f"dropout off in {switched_off} layers: the policy is compared with the reference, which scores "
+            "without dropout (as TRL's disable_dropout)"
+        )
     requested = None if config.train.max_length == "auto" else config.train.max_length
     adapter_template = bundle.tokenizer.chat_template
     with node_main_first():
@@ -68,11 +73,27 @@ def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedP
     return bundle, data
 
 
+def disable_dropout(model: torch.nn.Module) -> int:
+    """Sets every dropout to p=0 (LoRA's included); returns how many had p > 0."""
+    switched = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout) and module.p > 0:
+            module.p = 0.0
+            switched += 1
+    return switched
+
+
 def reference_note(config: RunConfig) -> str:
     if config.train.method in REFERENCE_FREE:
         return "no reference model"
     start = config.model.adapter or "the base model"
     return f"reference: {start}, frozen as it is before the first step"
+
+
+def selective(config: RunConfig) -> bool:
+    """Log-probs from the head on answer positions only (train.loss: selective), where the head is whole."""
+    strategy = resolve_strategy(config.distributed, world_size())
+    return config.train.loss == "selective" and strategy in ("single", "ddp")
 
 
 def collator(bundle: ModelBundle, data: PreparedPairs) -> PreferenceCollator:
@@ -97,7 +118,9 @@ def attach_reference(
         batch = config.train.eval_batch_size or config.train.batch_size
         scorer = collator(bundle, data)
         reference = {
-            k: reference_logps(bundle.model, v, scorer, batch) for k, v in splits.items() if v is not None
+            k: reference_logps(bundle.model, v, scorer, batch, selective(config))
+            for k, v in splits.items()
+            if v is not None
         }
     data.reference = reference
     data.train = data.train.add_column("reference", reference["train"])
@@ -131,6 +154,7 @@ def assemble(
         callbacks=[*run_callbacks(config, run, console), *extra],
     )
     trainer.remove_callback(PrinterCallback)
+    trainer.selective = selective(config)
     settings = config.preference
     trainer.method = config.train.method
     trainer.beta, trainer.simpo_gamma = settings.beta, settings.simpo_gamma

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from tuneforge.data.encode import IGNORE
+from tuneforge.train.selective_loss import supports_selective_loss, trained_token_losses
 
 
 @dataclass
@@ -31,8 +32,16 @@ class SequenceLogps:
         return self.total / self.tokens.clamp(min=1)
 
 
-def sequence_logps(model, input_ids, attention_mask, labels) -> SequenceLogps:
-    """One forward over the batch; log-probs of each next token where the label is trained."""
+def sequence_logps(model, input_ids, attention_mask, labels, selective: bool = True) -> SequenceLogps:
+    """Summed log-probs of each sequence's trained tokens. selective: the head runs on trained positions
+    only, in chunks (train/selective_loss.py), so no [tokens, vocab] logits exist; else the model's full
+    logits (the reference path, and the one for sharded weights and heads that are not plain)."""
+    rows = input_ids.shape[0]
+    if selective and supports_selective_loss(model):
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        losses, owner = trained_token_losses(model, inputs, labels)
+        total = losses.new_zeros(rows).index_add(0, owner, -losses)
+        return SequenceLogps(total, torch.bincount(owner, minlength=rows))
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
     targets = labels[:, 1:]
     trained = targets != IGNORE

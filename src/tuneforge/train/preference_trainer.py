@@ -20,6 +20,7 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 
 from tuneforge.data.collate import PadCollator
+from tuneforge.model.load import process_device
 from tuneforge.run.processes import gather_shares, my_share
 from tuneforge.train.preference_loss import SequenceLogps, kto_loss, pair_loss, sequence_logps
 from tuneforge.train.trainer import SftTrainer
@@ -56,19 +57,23 @@ class PreferenceCollator:
 
 @torch.no_grad()
 def reference_logps(
-    model, dataset: Dataset, collator: PreferenceCollator, batch_size: int
+    model, dataset: Dataset, collator: PreferenceCollator, batch_size: int, selective: bool = True
 ) -> list[list[float]]:
     """Per row, the summed answer log-probs of each branch under the model as it is now (eval mode: no
     dropout). Each process scores its share of the rows; all get every row back in order."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = process_device()
+    if (
+        next(model.parameters()).device != device
+    ):  # unquantized weights load on the CPU; the Trainer moves them later
+        model.to(device)
     share = my_share(list(range(len(dataset))))
     loader = DataLoader(dataset.select(share), batch_size=batch_size, collate_fn=collator)
     rows: list[list[float]] = []
     for batch in loader:
         inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "labels")}
-        total = sequence_logps(model, **inputs).total.cpu().tolist()
+        total = sequence_logps(model, **inputs, selective=selective).total.cpu().tolist()
         n = len(total) // len(collator.branches)
         rows += [[total[b * n + i] for b in range(len(collator.branches))] for i in range(n)]
     model.train(was_training)
@@ -91,7 +96,9 @@ class PreferenceTrainer(SftTrainer):
         }
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        logps = sequence_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        logps = sequence_logps(
+            model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"], self.selective
+        )
         reference = inputs.get("reference")
         if self.method == "kto":
             result, z = kto_loss(logps, reference, inputs["desirable"], self.beta, *self.kto_weights)
@@ -127,7 +134,8 @@ class PreferenceTrainer(SftTrainer):
         split = "eval" if any(key.startswith("eval_") for key in logs) else "train"
         if "loss" in logs or "eval_loss" in logs:
             prefix = "eval_" if split == "eval" else ""
-            logs = {**logs, **{prefix + k: v for k, v in self.mean_stats(split).items()}}
+            # in place: evaluate() returns this very dict, and the run's before/after table reads it
+            logs.update({prefix + k: v for k, v in self.mean_stats(split).items()})
         super().log(logs, start_time)
 
     def mean_stats(self, split: str) -> dict[str, float]:

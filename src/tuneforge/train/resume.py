@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from tuneforge.config.loading import config_to_yaml
 from tuneforge.config.schema import RunConfig
@@ -25,12 +26,21 @@ def saved_train_section(run: RunDir) -> dict:
     return (yaml.safe_load(run.config.read_text()) or {}).get("train", {}) if run.config.is_file() else {}
 
 
+def with_defaults(saved: dict) -> dict:
+    """A run's saved config with the keys added since it was written at their defaults (a run started
+    by an older tuneforge stays resumable); as written when it does not validate any more."""
+    try:
+        return yaml.safe_load(config_to_yaml(RunConfig.model_validate(saved)))
+    except ValidationError:
+        return saved
+
+
 def check_resumable(run: RunDir, config: RunConfig) -> list[str]:
     """Before any work: the config matches the run's, and a finished run is only resumed to train longer.
     Returns notes on what an allowed change does."""
     if not run.config.is_file():
         return []
-    saved = yaml.safe_load(run.config.read_text()) or {}
+    saved = with_defaults(yaml.safe_load(run.config.read_text()) or {})
     current = yaml.safe_load(config_to_yaml(config))
     changed = [
         f"{section}.{key}"

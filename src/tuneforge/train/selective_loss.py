@@ -60,29 +60,43 @@ def selective_loss(
     chunk_tokens: int = HEAD_CHUNK_TOKENS,
 ) -> torch.Tensor:
     """Mean cross-entropy over trained positions (or sum / num_items_in_batch), as the model's loss is."""
+    losses, _ = trained_token_losses(model, inputs, labels, chunk_tokens)
+    divisor = num_items_in_batch if num_items_in_batch is not None else max(int(losses.shape[0]), 1)
+    if torch.is_tensor(divisor):
+        divisor = divisor.to(losses.device)
+    return losses.sum() / divisor
+
+
+def trained_token_losses(
+    model: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    chunk_tokens: int = HEAD_CHUNK_TOKENS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cross-entropy (float32) of each trained position, and the batch row it belongs to."""
     lm = causal_lm(model)
     hidden = final_hidden_states(model, inputs)
     next_labels = F.pad(labels, (0, 1), value=-100)[..., 1:]  # position t predicts token t + 1
     trained = next_labels != -100
     states, targets = hidden[trained], next_labels[trained]
+    rows = trained.nonzero()[:, 0]
     head = lm.get_output_embeddings()
-    divisor = num_items_in_batch if num_items_in_batch is not None else max(int(targets.shape[0]), 1)
-    if torch.is_tensor(divisor):
-        divisor = divisor.to(hidden.device)
     if frozen_linear(head) and torch.is_grad_enabled() and targets.shape[0]:
-        return FrozenHeadCrossEntropy.apply(states, head.weight, head.bias, targets, chunk_tokens) / divisor
-    total = hidden.new_zeros((), dtype=torch.float32) + 0.0 * hidden.sum()  # the graph, when nothing trains
+        return FrozenHeadCrossEntropy.apply(states, head.weight, head.bias, targets, chunk_tokens), rows
 
-    def chunk_loss(chunk_states: torch.Tensor, chunk_targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(head(chunk_states).float(), chunk_targets, reduction="sum")
+    def chunk_losses(chunk_states: torch.Tensor, chunk_targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(head(chunk_states).float(), chunk_targets, reduction="none")
 
+    pieces = [
+        hidden.new_zeros((0,), dtype=torch.float32) + 0.0 * hidden.sum()
+    ]  # the graph, when nothing trains
     for start in range(0, targets.shape[0], chunk_tokens):
         piece = (states[start : start + chunk_tokens], targets[start : start + chunk_tokens])
         if torch.is_grad_enabled():
-            total = total + checkpoint(chunk_loss, *piece, use_reentrant=False)
+            pieces.append(checkpoint(chunk_losses, *piece, use_reentrant=False))
         else:
-            total = total + chunk_loss(*piece)
-    return total / divisor
+            pieces.append(chunk_losses(*piece))
+    return torch.cat(pieces), rows
 
 
 def frozen_linear(head: torch.nn.Module) -> bool:
@@ -93,33 +107,33 @@ def frozen_linear(head: torch.nn.Module) -> bool:
 
 
 class FrozenHeadCrossEntropy(torch.autograd.Function):
-    """Summed cross-entropy through a frozen linear head, chunk by chunk, with the gradient for the hidden
-    states computed in the same pass (softmax minus one-hot, times the head's weight): backward then only
-    scales it, so no chunk's logits are kept or recomputed (the idea of Liger's fused linear cross-entropy,
-    in plain torch ops for every device)."""
+    """Cross-entropy of each position through a frozen linear head, chunk by chunk, with the gradient for
+    the hidden states computed in the same pass (softmax minus one-hot, times the head's weight): backward
+    then only scales each position's row, so no chunk's logits are kept or recomputed (the idea of Liger's
+    fused linear cross-entropy, in plain torch ops for every device)."""
 
     @staticmethod
     def forward(ctx, states, weight, bias, targets, chunk_tokens):
-        total = states.new_zeros((), dtype=torch.float32)
+        losses = states.new_empty((targets.shape[0],), dtype=torch.float32)
         grad_states = torch.empty_like(states)
         for start in range(0, targets.shape[0], chunk_tokens):
             rows = slice(start, start + chunk_tokens)
             logits = torch.nn.functional.linear(states[rows], weight, bias).float()
             target = targets[rows]
             # One pass over the logits, in place: shift by the max, exp, normalise. The same tensor then
-            # holds the softmax, and the gradient of the summed loss for the logits (softmax - one-hot).
+            # holds the softmax, and the gradient of each position's loss for its logits (softmax - one-hot).
             logits.sub_(logits.amax(dim=-1, keepdim=True))
             target_logit = logits.gather(1, target[:, None]).squeeze(1)
             logits.exp_()
             norm = logits.sum(dim=-1)
-            total += (norm.log() - target_logit).sum()
+            losses[rows] = norm.log() - target_logit
             probabilities = logits.div_(norm[:, None])
             probabilities[torch.arange(target.shape[0], device=target.device), target] -= 1
             grad_states[rows] = probabilities.to(weight.dtype) @ weight
         ctx.save_for_backward(grad_states)
-        return total
+        return losses
 
     @staticmethod
-    def backward(ctx, grad_total):
+    def backward(ctx, grad_losses):
         (grad_states,) = ctx.saved_tensors
-        return grad_states * grad_total.to(grad_states.dtype), None, None, None, None
+        return grad_states * grad_losses[:, None].to(grad_states.dtype), None, None, None, None

@@ -211,7 +211,7 @@ def start_manifest(
     rows = {"train": data.train_stats.kept, "eval": data.eval_stats.kept if data.eval_stats else 0}
     start = start_fields(data.file_hashes, rows, config.train.seed)
     fields = {"max_length": data.max_length, "processes": layout.record()}
-    if config.train.method == "sft":  # the row shape inference reads input files with
+    if config.train.method == "sft":  # inference reads input files in the row shape training detected
         fields["data_format"] = data.format
     else:
         fields["preference"] = {"method": config.train.method, "rows": data.format}

@@ -1,0 +1,27 @@
+"""Config section `serve`: the limits of `tuneforge serve` and `tuneforge app`."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tuneforge.config.section import Section
+
+
+class ServeConfig(Section):
+    """Limits of `tuneforge serve` and `tuneforge app` (read from the first model's run config; change them
+    with --set serve.KEY=VALUE)."""
+
+    max_concurrent_requests: int = Field(
+        256, ge=1, description="Requests queued or running at once; more get HTTP 429."
+    )
+    max_batch_size: int = Field(16, ge=1, description="Requests generated together in one batch.")
+    batch_wait_ms: int = Field(
+        10, ge=0, le=1000, description="How long the engine waits for requests to join a batch."
+    )
+    max_new_tokens: int = Field(512, ge=1, description="Default and cap of a request's max_tokens.")
+    max_prompt_chars: int = Field(
+        32_000, ge=1, description="Longest prompt (all message texts together) accepted, in characters."
+    )
+    request_timeout_s: float = Field(
+        300, gt=0, description="A request still generating after this many seconds ends with an error."
+    )
