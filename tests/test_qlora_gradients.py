@@ -48,7 +48,8 @@ def qlora_and_reference(llama_dir, monkeypatch, cpu_path: bool):
     assert bnb.nn.Linear4bit(32, 32).support_avx512bf16_for_cpu is cpu_path, (
         "bitsandbytes takes the forced path"
     )
-    monkeypatch.setattr("tuneforge.model.build.load_tokenizer", lambda model, adapter=None: None)  # weights only
+    # weights only
+    monkeypatch.setattr("tuneforge.model.build.load_tokenizer", lambda model, adapter=None: None)
     lora = LoraConfig(r=4, alpha=8, dropout=0.0, target_modules="all-linear")
     quantized = build_model(
         ModelConfig(name_or_path=str(llama_dir)), QuantConfig(mode="4bit"), lora, False

@@ -4,7 +4,11 @@ No third-party text. Requests are drawn from templates; the file names, folders 
 evaluation rows never appear in training rows, so exact match on them measures generalisation
 (copying an unseen name into the right command), not memorisation.
 
-    python -m tuneforge_dev.demo_data data/demo      # writes train.jsonl and eval.jsonl
+    python -m tuneforge_dev.demo_data data/demo          # writes train.jsonl and eval.jsonl
+    python -m tuneforge_dev.demo_data data/demo --pairs  # also pairs_train.jsonl, pairs_eval.jsonl (DPO)
+
+Preference pairs: the chosen answer is the right command; the rejected one is a near miss, the right
+tool on a name the request never mentions, or another tool on the right names.
 """
 
 from __future__ import annotations
@@ -66,20 +70,41 @@ DIRS, EVAL_DIRS = folders(STEMS), folders(EVAL_STEMS)
 WORDS, EVAL_WORDS = STEMS, EVAL_STEMS
 
 
+def draw_slots(rng: random.Random, stems: list[str], dirs: list[str], words: list[str]) -> dict[str, str]:
+    stem = rng.choice(stems)
+    return {
+        "stem": stem,
+        "file": f"{stem}.{rng.choice(EXTS)}",
+        "dir": rng.choice(dirs),
+        "word": rng.choice(words),
+        "ext": rng.choice(EXTS),
+        "n": str(rng.randint(2, 60)),
+    }
+
+
 def make_rows(n: int, rng: random.Random, stems: list[str], dirs: list[str], words: list[str]) -> list[dict]:
     rows = []
     for _ in range(n):
         requests, command = rng.choice(INTENTS)
-        stem = rng.choice(stems)
-        slots = {
-            "stem": stem,
-            "file": f"{stem}.{rng.choice(EXTS)}",
-            "dir": rng.choice(dirs),
-            "word": rng.choice(words),
-            "ext": rng.choice(EXTS),
-            "n": str(rng.randint(2, 60)),
-        }
+        slots = draw_slots(rng, stems, dirs, words)
         rows.append({"prompt": rng.choice(requests).format(**slots), "completion": command.format(**slots)})
+    return rows
+
+
+def make_pairs(n: int, rng: random.Random, stems: list[str], dirs: list[str], words: list[str]) -> list[dict]:
+    rows = []
+    while len(rows) < n:
+        requests, command = rng.choice(INTENTS)
+        slots = draw_slots(rng, stems, dirs, words)
+        chosen = command.format(**slots)
+        if rng.random() < 0.5:  # the right tool on names from somewhere else
+            rejected = command.format(**draw_slots(rng, stems, dirs, words))
+        else:  # another tool on the right names
+            rejected = rng.choice([c for _, c in INTENTS if c != command]).format(**slots)
+        if rejected != chosen:
+            rows.append(
+                {"prompt": rng.choice(requests).format(**slots), "chosen": chosen, "rejected": rejected}
+            )
     return rows
 
 
@@ -104,6 +129,25 @@ def tokenizer_corpus() -> list[str]:
     return [f"{row['prompt']}\n{row['completion']}" for row in rows]
 
 
+def write_demo_pairs(
+    out_dir: str | Path, n_train: int = 2000, n_eval: int = 120, seed: int = 1
+) -> tuple[Path, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    train = make_pairs(n_train, rng, STEMS, DIRS, WORDS)
+    held_out = make_pairs(n_eval, rng, EVAL_STEMS, EVAL_DIRS, EVAL_WORDS)
+    paths = out / "pairs_train.jsonl", out / "pairs_eval.jsonl"
+    for path, rows in zip(paths, (train, held_out)):
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return paths
+
+
 if __name__ == "__main__":
-    for written in write_demo_dataset(sys.argv[1] if len(sys.argv) > 1 else "data/demo"):
-        print(written)
+    args = [a for a in sys.argv[1:] if a != "--pairs"]
+    folder = args[0] if args else "data/demo"
+    written = write_demo_dataset(folder)
+    if "--pairs" in sys.argv:
+        written += write_demo_pairs(folder)
+    for path in written:
+        print(path)
