@@ -260,3 +260,33 @@ def test_preference_settings_that_cannot_work_are_config_errors(override, messag
     }
     with pytest.raises(TuneforgeError, match=message):
         validate_config(raw)
+
+
+@pytest.mark.parametrize(
+    "split", [{"eval_fraction": 0.0}, {"eval_fraction": 0.2, "seed": 3}, {"eval_fraction": 0.5}]
+)
+@pytest.mark.parametrize("method", ["kto", "sft"])
+def test_a_bad_row_is_named_by_its_place_in_the_file_after_the_split_shuffles(
+    method, split, tiny_models, tmp_path
+):
+    """Found by a new user: with data.eval_fraction the rows are shuffled, and messages used to count
+    rows of the shuffled split while naming the file."""
+    if method == "kto":
+        rows = [{"prompt": f"q{i}", "completion": f"a{i}", "label": True} for i in range(20)]
+        rows[7]["label"] = "maybe"
+        expected = r"rows.jsonl row 7, label: label 'maybe'"
+    else:
+        rows = [
+            {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+            for i in range(20)
+        ]
+        rows[7]["messages"][0]["role"] = "human"
+        expected = r"rows.jsonl row 7: role 'human' is not one of"
+    config = quick_config(
+        tiny_models("llama"),
+        write_jsonl(tmp_path / "rows.jsonl", rows),
+        data={"template": "alpaca", **split},
+        train={"method": method},
+    )
+    with pytest.raises(TuneforgeError, match=expected):
+        run_finetune(config, tmp_path / "run")

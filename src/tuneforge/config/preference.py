@@ -14,11 +14,12 @@ from tuneforge.config.section import Section
 
 
 class PreferenceConfig(Section):
-    beta: float = Field(
-        0.1,
+    beta: float | None = Field(
+        None,
         gt=0,
-        description="dpo and kto: how far the policy may move from the reference (0.1 is common). simpo: the "
-        "reward scale (about 2). orpo: the weight of the odds-ratio term beside the SFT loss (0.1).",
+        description="dpo and kto: how far the policy may move from the reference. simpo: the reward scale. "
+        "orpo: the weight of the odds-ratio term beside the SFT loss. Unset: the method's usual value "
+        "(dpo, kto, orpo 0.1; simpo 2.0).",
     )
     simpo_gamma: float = Field(
         0.5, ge=0, description="simpo: the target reward margin between chosen and rejected."
@@ -27,3 +28,10 @@ class PreferenceConfig(Section):
         1.0, gt=0, description="kto: loss weight of desirable rows (raise it when they are the fewer)."
     )
     kto_undesirable_weight: float = Field(1.0, gt=0, description="kto: loss weight of undesirable rows.")
+
+
+USUAL_BETA = {"dpo": 0.1, "kto": 0.1, "orpo": 0.1, "simpo": 2.0}
+
+
+def beta_for(method: str, preference: PreferenceConfig) -> float:
+    return preference.beta if preference.beta is not None else USUAL_BETA[method]

@@ -67,11 +67,13 @@ def encode_preferences(
     max_length: int | None,
     context_length: int | None,
     source: str,
+    numbers: list[int] | None = None,
 ) -> tuple[Dataset, PairStats]:
     """Rows with an empty answer are left out (and counted); everything else is encoded and checked."""
     stats = PairStats(source=source, context_length=context_length)
     encoded: list[tuple[int, PreferenceItem, list[Branch]]] = []
-    for row, item in enumerate(track(items, description=f"tokenizing {source}", transient=True)):
+    numbers = numbers if numbers is not None else list(range(len(items)))
+    for row, item in zip(numbers, track(items, description=f"tokenizing {source}", transient=True)):
         stats.rows += 1
         if any(not answer.strip() for answer in item.answers):
             stats.empty.append(row)

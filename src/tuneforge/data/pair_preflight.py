@@ -20,7 +20,7 @@ from tuneforge.data.tokenize import AUTO_LENGTH_STEP
 
 
 def rows_text(stats: PairStats, rows: list[int]) -> str:
-    return f"{len(rows)} rows of {stats.source} (first: row {rows[0]})"
+    return f"{len(rows)} {'row' if len(rows) == 1 else 'rows'} of {stats.source} (first: row {rows[0]})"
 
 
 def check_pair_prompt(stats: PairStats) -> tuple[bool, str]:
@@ -76,18 +76,17 @@ def check_pair_differs(stats: PairStats) -> tuple[bool, str]:
 def check_empty_branch(stats: PairStats) -> tuple[bool, str]:
     problems = []
     if stats.empty:
-        problems.append(f"{rows_text(stats, stats.empty)} have an empty answer")
+        problems.append(f"{rows_text(stats, stats.empty)} have an empty answer: clean the data")
     if stats.cut_empty:
         problems.append(
-            f"{rows_text(stats, stats.cut_empty)} lose a whole answer to the cut at train.max_length={stats.max_length} "
-            "(the prompt fills it)"
+            f"{rows_text(stats, stats.cut_empty)} lose a whole answer to the cut at train.max_length="
+            f"{stats.max_length} (the prompt fills it): raise train.max_length"
         )
     if not problems:
         return True, "every answer is non-empty and keeps trained tokens after the cut"
-    return False, (
-        "; ".join(problems) + ". They were left out: clean the data or raise train.max_length, or set "
-        "data.preflight.empty_branch: warn."
-    )
+    return False, "; ".join(
+        problems
+    ) + ". They were left out; to accept that, set data.preflight.empty_branch: warn."
 
 
 def run_pair_preflight(policy: PreflightConfig, stats: PairStats, pairs: bool) -> list[CheckResult]:

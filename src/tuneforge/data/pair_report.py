@@ -31,7 +31,7 @@ def pair_summary(data: PreparedPairs, requested_length: int | None) -> dict:
         "dropped": {
             "empty_answer": len(stats.empty),
             "answer_cut_off_by_max_length": len(stats.cut_empty),
-            "same_tokens_in_both_branches": len(stats.identical),
+            **({"same_tokens_in_both_branches": len(stats.identical)} if data.format == "pairs" else {}),
         },
         **({"desirable": stats.desirable} if data.format == "kto" else {}),
         "preflight": [
@@ -51,7 +51,8 @@ def show_pair_summary(console: Console, summary: dict) -> None:
         table.add_row("desirable (kto)", f"{summary['desirable']:,} of {rows['train']:,}")
     table.add_row("max_length", f"{summary['max_length']['requested']} -> {summary['max_length']['applied']}")
     table.add_row(
-        "tokens p50 / p99 / max (longer branch)", " / ".join(str(v) for v in summary["tokens"].values())
+        "tokens p50 / p99 / max" + (" (longer branch)" if summary["shape"] == "pairs" else ""),
+        " / ".join(str(v) for v in summary["tokens"].values()),
     )
     table.add_row("truncated", str(summary["truncated"]))
     for reason, count in summary["dropped"].items():

@@ -134,12 +134,25 @@ def tokenize_all(
         "min_tokens": data.min_tokens,
     }
     train, train_stats = tokenize_rows(
-        raw.train, to_input, encoder, max_length=max_length, source=view.path, **options
+        raw.train,
+        to_input,
+        encoder,
+        max_length=max_length,
+        source=view.path,
+        numbers=raw.numbers("train"),
+        **options,
     )
     if raw.eval is None:
         return train, None, train_stats, None
     # The held-out split is cut where the training split is, so its loss measures the same task.
+    eval_source = data.eval_path or (view.path if raw.eval_numbers is not None else "eval split")
     eval_set, eval_stats = tokenize_rows(
-        raw.eval, to_input, encoder, max_length=train_stats.max_length, source="eval split", **options
+        raw.eval,
+        to_input,
+        encoder,
+        max_length=train_stats.max_length,
+        source=eval_source,
+        numbers=raw.numbers("eval"),
+        **options,
     )
     return train, eval_set, train_stats, eval_stats

@@ -69,21 +69,29 @@ def prepare_pairs(
         check_preference_columns(raw.eval.column_names, shape, data, source=data.eval_path)
     template_source = install_chat_template(tokenizer, data.template)
     encoder = ChatEncoder(tokenizer)
-    train_items = read_items(raw.train, shape, data, data.path)
+    train_items = read_items(raw.train, raw.numbers("train"), shape, data, data.path)
     train, train_stats = encode_preferences(
-        train_items, encoder, max_length=max_length, context_length=context_length, source=data.path
+        train_items,
+        encoder,
+        max_length=max_length,
+        context_length=context_length,
+        source=data.path,
+        numbers=raw.numbers("train"),
     )
     eval_set = eval_stats = None
     eval_items: list[PreferenceItem] = []
     if raw.eval is not None:
-        eval_items = read_items(raw.eval, shape, data, data.eval_path or "eval split")
+        # rows split off the training file are named by their place in it
+        eval_source = data.eval_path or data.path
+        eval_items = read_items(raw.eval, raw.numbers("eval"), shape, data, eval_source)
         # cut where the training rows are cut, so held-out rewards measure the same task
         eval_set, eval_stats = encode_preferences(
             eval_items,
             encoder,
             max_length=train_stats.max_length,
             context_length=context_length,
-            source=data.eval_path or "the eval split",
+            source=eval_source,
+            numbers=raw.numbers("eval"),
         )
     checks = run_pair_preflight(data.preflight, train_stats, pairs=shape == "pairs")
     if (
@@ -110,5 +118,7 @@ def prepare_pairs(
     )
 
 
-def read_items(rows: Dataset, shape: str, data: DataConfig, source: str) -> list[PreferenceItem]:
-    return [preference_item(row, shape, data, f"{source} row {i}") for i, row in enumerate(rows)]
+def read_items(
+    rows: Dataset, numbers: list[int], shape: str, data: DataConfig, source: str
+) -> list[PreferenceItem]:
+    return [preference_item(row, shape, data, f"{source} row {n}") for n, row in zip(numbers, rows)]

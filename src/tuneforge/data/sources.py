@@ -26,6 +26,18 @@ class RawData:
     train: Dataset
     eval: Dataset | None
     files: list[Path] = field(default_factory=list)
+    # Where each row sits in its file (0-based), after dedupe, sampling and the train/eval split shuffled
+    # them: what messages about a row name. None: the rows are in file order.
+    train_numbers: list[int] | None = None
+    eval_numbers: list[int] | None = None
+
+    def numbers(self, split: str) -> list[int]:
+        rows = self.train if split == "train" else self.eval
+        given = self.train_numbers if split == "train" else self.eval_numbers
+        return given if given is not None else list(range(len(rows) if rows is not None else 0))
+
+
+ROW_NUMBER = "__tuneforge_row__"  # carried through dedupe, sampling and the split, then removed
 
 
 def load_raw_data(
@@ -42,18 +54,27 @@ def load_raw_data(
     rows, files = read_rows(path, hub_config=hub_config, split=split)
     if len(rows) == 0:
         raise TuneforgeError(f"data {path!r} has no rows")
+    rows = rows.add_column(ROW_NUMBER, list(range(len(rows))))
     if dedupe:
         rows = drop_duplicate_rows(rows)
     if max_samples is not None and max_samples < len(rows):
         rows = rows.shuffle(seed=seed).select(range(max_samples))
     if eval_path:
         eval_rows, eval_files = read_rows(eval_path, hub_config=hub_config, split=split)
-        return RawData(rows, eval_rows, files + eval_files)
+        train, train_numbers = numbered(rows)
+        return RawData(train, eval_rows, files + eval_files, train_numbers)
     if eval_fraction > 0 and len(rows) >= 2:
         n_eval = max(1, round(len(rows) * eval_fraction))
         parts = rows.train_test_split(test_size=n_eval, seed=seed)
-        return RawData(parts["train"], parts["test"], files)
-    return RawData(rows, None, files)
+        (train, train_numbers), (held_out, eval_numbers) = numbered(parts["train"]), numbered(parts["test"])
+        return RawData(train, held_out, files, train_numbers, eval_numbers)
+    train, train_numbers = numbered(rows)
+    return RawData(train, None, files, train_numbers)
+
+
+def numbered(rows: Dataset) -> tuple[Dataset, list[int]]:
+    """The rows without their file positions, and the positions."""
+    return rows.remove_columns(ROW_NUMBER), rows[ROW_NUMBER]
 
 
 def sha256(path: Path) -> str:
@@ -77,7 +98,9 @@ def first_occurrences(items) -> list[int]:
 
 
 def drop_duplicate_rows(rows: Dataset) -> Dataset:
-    return rows.select(first_occurrences(rows))
+    """Rows equal in every column but their file position count as repeats."""
+    content = rows.remove_columns(ROW_NUMBER) if ROW_NUMBER in rows.column_names else rows
+    return rows.select(first_occurrences(content))
 
 
 def read_rows(path: str, *, hub_config: str | None, split: str) -> tuple[Dataset, list[Path]]:

@@ -70,7 +70,12 @@ def answers_decode_exactly(encoder: ChatEncoder, sample: EncodedSample) -> bool:
 
 
 def encode_row(
-    item: list[Message] | str, encoder: ChatEncoder, train_on: str, where: str, stats: TokenizeStats
+    item: list[Message] | str,
+    encoder: ChatEncoder,
+    train_on: str,
+    where: str,
+    stats: TokenizeStats,
+    number: int | None = None,
 ) -> EncodedSample | None:
     if isinstance(item, str):
         return encoder.encode_text(item) if item.strip() else None
@@ -80,9 +85,9 @@ def encode_row(
     sample = encoder.encode_conversation(item, train_on)
     stats.prompt_checked += 1
     if not prompt_matches(encoder, item, sample):
-        stats.prompt_mismatches.append(stats.rows)
+        stats.prompt_mismatches.append(stats.rows if number is None else number)
     if not answers_decode_exactly(encoder, sample):
-        stats.answer_mismatches.append(stats.rows)
+        stats.answer_mismatches.append(stats.rows if number is None else number)
     return sample
 
 
@@ -97,12 +102,14 @@ def tokenize_rows(
     source: str,
     too_long: str = "truncate",
     min_tokens: int = 0,
+    numbers: list[int] | None = None,
 ) -> tuple[Dataset, TokenizeStats]:
     """Encode and check every row, then cut or drop samples longer than max_length (None: auto)."""
     stats = TokenizeStats(context_length=context_length)
     samples: list[EncodedSample] = []
     for row in track(rows, description=f"tokenizing {source}", transient=True):
-        sample = encode_row(to_sample_input(row), encoder, train_on, f"{source} row {stats.rows}", stats)
+        number = numbers[stats.rows] if numbers is not None else stats.rows
+        sample = encode_row(to_sample_input(row), encoder, train_on, f"{source} row {number}", stats, number)
         stats.rows += 1
         if sample is None:
             stats.empty_completion += 1

@@ -47,7 +47,7 @@ def plot_rewards(metrics_path: Path, out_path: Path, title: str) -> Path | None:
             points = [(r["step"], r[prefix + key]) for r in records if prefix + key in r]
             if points:
                 ax.plot(*zip(*points), style, label=prefix + key)
-    rewards.set_ylabel("reward (beta x log-prob ratio)")
+    rewards.set_ylabel("reward: beta x log-prob ratio (simpo, orpo: x mean log-prob)")
     other.set_ylabel("chosen reward > rejected reward" if right != "kl" else "reference point z")
     for ax in (rewards, other):
         ax.set_xlabel("optimizer step")

@@ -16,6 +16,7 @@ import torch
 from rich.console import Console
 from transformers import PrinterCallback, set_seed
 
+from tuneforge.config.preference import beta_for
 from tuneforge.config.schema import RunConfig
 from tuneforge.data.collate import PadCollator
 from tuneforge.data.pair_report import pair_summary, show_pair_summary, show_pairs
@@ -65,11 +66,13 @@ def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedP
         )
     if config.model.adapter:
         check_same_template(adapter_template, bundle.tokenizer.chat_template, config.model.adapter)
+        data.template_source = f"the chat template saved with {config.model.adapter}"
     show_pair_summary(console, pair_summary(data, requested))
     show_pairs(console, data, bundle.tokenizer, n=1)
     show_preflight(console, data.preflight)
     enforce(data.preflight)
-    console.print(f"method: [bold]{config.train.method}[/] ({reference_note(config)})")
+    beta = beta_for(config.train.method, config.preference)
+    console.print(f"method: [bold]{config.train.method}[/], beta {beta} ({reference_note(config)})")
     return bundle, data
 
 
@@ -157,7 +160,7 @@ def assemble(
     trainer.selective = selective(config)
     settings = config.preference
     trainer.method = config.train.method
-    trainer.beta, trainer.simpo_gamma = settings.beta, settings.simpo_gamma
+    trainer.beta, trainer.simpo_gamma = beta_for(config.train.method, settings), settings.simpo_gamma
     trainer.kto_weights = (settings.kto_desirable_weight, settings.kto_undesirable_weight)
     return trainer
 

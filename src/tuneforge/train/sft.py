@@ -192,6 +192,7 @@ def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedD
         )
     if config.model.adapter:
         check_same_template(adapter_template, bundle.tokenizer.chat_template, config.model.adapter)
+        data.template_source = f"the chat template saved with {config.model.adapter}"
     show_data(console, data, bundle.tokenizer, requested_length)
     show_preflight(console, data.preflight)
     enforce(data.preflight)
