@@ -111,12 +111,19 @@ def make_pairs(n: int, rng: random.Random, stems: list[str], dirs: list[str], wo
 def write_demo_dataset(
     out_dir: str | Path, n_train: int = 6000, n_eval: int = 120, seed: int = 0
 ) -> tuple[Path, Path]:
+    return write_split(out_dir, "", make_rows, n_train, n_eval, seed)
+
+
+def write_split(
+    out_dir: str | Path, prefix: str, make, n_train: int, n_eval: int, seed: int
+) -> tuple[Path, Path]:
+    """PREFIXtrain.jsonl from the training names, PREFIXeval.jsonl from the held-out ones."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    train = make_rows(n_train, rng, STEMS, DIRS, WORDS)
-    held_out = make_rows(n_eval, rng, EVAL_STEMS, EVAL_DIRS, EVAL_WORDS)
-    paths = out / "train.jsonl", out / "eval.jsonl"
+    train = make(n_train, rng, STEMS, DIRS, WORDS)
+    held_out = make(n_eval, rng, EVAL_STEMS, EVAL_DIRS, EVAL_WORDS)
+    paths = out / f"{prefix}train.jsonl", out / f"{prefix}eval.jsonl"
     for path, rows in zip(paths, (train, held_out)):
         path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return paths
@@ -132,15 +139,7 @@ def tokenizer_corpus() -> list[str]:
 def write_demo_pairs(
     out_dir: str | Path, n_train: int = 2000, n_eval: int = 120, seed: int = 1
 ) -> tuple[Path, Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    train = make_pairs(n_train, rng, STEMS, DIRS, WORDS)
-    held_out = make_pairs(n_eval, rng, EVAL_STEMS, EVAL_DIRS, EVAL_WORDS)
-    paths = out / "pairs_train.jsonl", out / "pairs_eval.jsonl"
-    for path, rows in zip(paths, (train, held_out)):
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return paths
+    return write_split(out_dir, "pairs_", make_pairs, n_train, n_eval, seed)
 
 
 if __name__ == "__main__":

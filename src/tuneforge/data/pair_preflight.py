@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from tuneforge.config.preflight import PreflightConfig
 from tuneforge.data.pair_encode import PairStats
-from tuneforge.data.preflight import CheckResult, check_truncation
+from tuneforge.data.preflight import CheckResult, check_truncation, run_checks
 from tuneforge.data.tokenize import AUTO_LENGTH_STEP
 
 
@@ -97,11 +97,5 @@ def run_pair_preflight(policy: PreflightConfig, stats: PairStats, pairs: bool) -
         "empty_branch": lambda: check_empty_branch(stats),
         "truncation": lambda: check_truncation(stats, policy.max_truncated_fraction),
     }
-    results = []
-    for name, check in checks.items():
-        severity = getattr(policy, name)
-        if severity == "off" or (name in ("pair_prompt", "pair_differs") and not pairs):
-            continue
-        passed, message = check()
-        results.append(CheckResult(name, passed, severity, message))
-    return results
+    skip = () if pairs else ("pair_prompt", "pair_differs")
+    return run_checks(policy, {name: check for name, check in checks.items() if name not in skip})

@@ -153,13 +153,18 @@ def run_preflight(
         "truncation": lambda: check_truncation(stats, policy.max_truncated_fraction),
         "overlap": lambda: check_overlap(train, eval_set, separate_eval_file),
     }
+    skip = () if has_prompts else ("prompt_match", "answer_tokens")
+    return run_checks(policy, {name: check for name, check in checks.items() if name not in skip})
+
+
+def run_checks(policy: PreflightConfig, checks: dict) -> list[CheckResult]:
+    """Each check at its data.preflight severity; those turned off are not run."""
     results = []
     for name, check in checks.items():
         severity = getattr(policy, name)
-        if severity == "off" or (name in ("prompt_match", "answer_tokens") and not has_prompts):
-            continue
-        passed, message = check()
-        results.append(CheckResult(name, passed, severity, message))
+        if severity != "off":
+            passed, message = check()
+            results.append(CheckResult(name, passed, severity, message))
     return results
 
 

@@ -20,7 +20,7 @@ from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.mix import load_mix
 from tuneforge.data.preflight import CheckResult, run_preflight
 from tuneforge.data.shapes import check_columns, detect_format, row_formatter
-from tuneforge.data.sources import RawData, load_raw_data, sha256
+from tuneforge.data.sources import RawData, load_data_rows, sha256
 from tuneforge.data.templates import install_chat_template
 from tuneforge.data.tokenize import TokenizeStats, tokenize_rows
 
@@ -100,16 +100,7 @@ def load_rows(data: DataConfig) -> tuple[RawData, str, DataConfig]:
     if data.mix:
         raw, column = load_mix(data)
         return raw, column, DataConfig(path="data.mix", format=column, train_on=data.train_on)
-    raw = load_raw_data(
-        data.path,
-        hub_config=data.hub_config,
-        split=data.split,
-        eval_path=data.eval_path,
-        eval_fraction=data.eval_fraction,
-        max_samples=data.max_samples,
-        seed=data.seed,
-        dedupe=data.dedupe,
-    )
+    raw = load_data_rows(data)
     fmt = detect_format(raw.train.column_names, data)
     check_columns(raw.train.column_names, fmt, data, source=data.path)
     if raw.eval is not None and data.eval_path:

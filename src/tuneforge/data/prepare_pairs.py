@@ -21,7 +21,7 @@ from tuneforge.data.pair_encode import PairStats, encode_preferences
 from tuneforge.data.pair_preflight import run_pair_preflight
 from tuneforge.data.pairs import PreferenceItem, check_preference_columns, preference_item, preference_shape
 from tuneforge.data.preflight import CheckResult
-from tuneforge.data.sources import load_raw_data, sha256
+from tuneforge.data.sources import load_data_rows, sha256
 from tuneforge.data.templates import install_chat_template
 from tuneforge.errors import TuneforgeError
 
@@ -54,16 +54,7 @@ def prepare_pairs(
     context_length: int | None = None,
 ) -> PreparedPairs:
     shape = preference_shape(method)
-    raw = load_raw_data(
-        data.path,
-        hub_config=data.hub_config,
-        split=data.split,
-        eval_path=data.eval_path,
-        eval_fraction=data.eval_fraction,
-        max_samples=data.max_samples,
-        seed=data.seed,
-        dedupe=data.dedupe,
-    )
+    raw = load_data_rows(data)
     check_preference_columns(raw.train.column_names, shape, data, source=data.path)
     if raw.eval is not None and data.eval_path:
         check_preference_columns(raw.eval.column_names, shape, data, source=data.eval_path)

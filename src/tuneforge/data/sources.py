@@ -15,6 +15,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
+from tuneforge.config.schema import DataConfig
 from tuneforge.errors import TuneforgeError
 
 NEWLINE = b"\n"
@@ -38,6 +39,20 @@ class RawData:
 
 
 ROW_NUMBER = "__tuneforge_row__"  # carried through dedupe, sampling and the split, then removed
+
+
+def load_data_rows(data: DataConfig) -> RawData:
+    """data.path (and data.eval_path) read as the data section says: split, sampling, dedupe."""
+    return load_raw_data(
+        data.path,
+        hub_config=data.hub_config,
+        split=data.split,
+        eval_path=data.eval_path,
+        eval_fraction=data.eval_fraction,
+        max_samples=data.max_samples,
+        seed=data.seed,
+        dedupe=data.dedupe,
+    )
 
 
 def load_raw_data(

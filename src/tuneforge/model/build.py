@@ -19,7 +19,7 @@ from transformers.trainer_utils import load_sharded_checkpoint
 
 from tuneforge.config.schema import LoraConfig, ModelConfig, QuantConfig
 from tuneforge.model.load import load_base_model, load_tokenizer, resolve_dtype
-from tuneforge.model.start import adapter_folder, continue_adapter
+from tuneforge.model.start import continue_adapter, starting_adapter
 from tuneforge.model.targets import check_modules_to_save, peft_lora_config, resolve_targets
 
 
@@ -106,7 +106,7 @@ def build_model(
     gradient_checkpointing: bool,
     for_fsdp: bool = False,
 ) -> ModelBundle:
-    start = adapter_folder(model_cfg.adapter, model_cfg.name_or_path) if model_cfg.adapter else None
+    start = starting_adapter(model_cfg)
     tokenizer = load_tokenizer(model_cfg, start)
     if lora.method == "full" and resolve_dtype(model_cfg.dtype) == torch.float16:
         # fp16 mixed precision needs fp32 master weights; training fp16 weights in full fails in the grad scaler.

@@ -15,6 +15,7 @@ from pathlib import Path
 from peft import PeftModel
 from transformers import PreTrainedModel
 
+from tuneforge.config.schema import ModelConfig
 from tuneforge.errors import TuneforgeError
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -41,6 +42,11 @@ def adapter_folder(adapter: str, base: str) -> Path:
             "adapter only fits the base it was trained on"
         )
     return folder
+
+
+def starting_adapter(model: ModelConfig) -> Path | None:
+    """The adapter folder model.adapter names, checked; None for a run that starts from the base."""
+    return adapter_folder(model.adapter, model.name_or_path) if model.adapter else None
 
 
 def same_model(a: str, b: str) -> bool:

@@ -14,24 +14,19 @@ import json
 
 import torch
 from rich.console import Console
-from transformers import PrinterCallback, set_seed
+from transformers import PrinterCallback
 
 from tuneforge.config.preference import beta_for
 from tuneforge.config.schema import RunConfig
-from tuneforge.data.collate import PadCollator
 from tuneforge.data.pair_report import pair_summary, show_pair_summary, show_pairs
 from tuneforge.data.preflight import enforce
 from tuneforge.data.prepare_pairs import PreparedPairs, prepare_pairs
 from tuneforge.data.report import show_preflight
 from tuneforge.errors import TuneforgeError
-from tuneforge.model.build import ModelBundle, build_model
+from tuneforge.model.build import ModelBundle
 from tuneforge.model.load import context_length
-from tuneforge.model.report import show_parameters
-from tuneforge.model.start import check_same_template
 from tuneforge.run.directory import RunDir
 from tuneforge.run.files import write_atomically
-from tuneforge.run.processes import node_main_first, world_size
-from tuneforge.train.distributed import resolve_strategy
 from tuneforge.train.preference_trainer import (
     REFERENCE_FREE,
     PreferenceCollator,
@@ -39,35 +34,32 @@ from tuneforge.train.preference_trainer import (
     branch_names,
     reference_logps,
 )
-from tuneforge.train.sft import Recipe, run_arguments, run_callbacks
+from tuneforge.train.preview import requested_length
+from tuneforge.train.sft import (
+    Recipe,
+    load_model,
+    prepare_per_machine,
+    run_arguments,
+    run_callbacks,
+    selective_allowed,
+)
+from tuneforge.train.trainer import pad_collator
 
 
 def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedPairs]:
-    set_seed(config.train.seed)
-    sharded = resolve_strategy(config.distributed, world_size()) == "fsdp"
-    bundle = build_model(
-        config.model, config.quant, config.lora, config.train.gradient_checkpointing, sharded
-    )
-    show_parameters(console, bundle, config.lora.method)
+    bundle = load_model(config, console)
     if switched_off := disable_dropout(bundle.model):
         console.print(
             f"dropout off in {switched_off} layers: the policy is compared with the reference, which scores "
             "without dropout (as TRL's disable_dropout)"
         )
-    requested = None if config.train.max_length == "auto" else config.train.max_length
-    adapter_template = bundle.tokenizer.chat_template
-    with node_main_first():
-        data = prepare_pairs(
-            config.data,
-            config.train.method,
-            bundle.tokenizer,
-            requested,
-            context_length(bundle.model.config),
-        )
-    if config.model.adapter:
-        check_same_template(adapter_template, bundle.tokenizer.chat_template, config.model.adapter)
-        data.template_source = f"the chat template saved with {config.model.adapter}"
-    show_pair_summary(console, pair_summary(data, requested))
+    method, limit = config.train.method, context_length(bundle.model.config)
+    data = prepare_per_machine(
+        config,
+        bundle,
+        lambda: prepare_pairs(config.data, method, bundle.tokenizer, requested_length(config), limit),
+    )
+    show_pair_summary(console, pair_summary(data, requested_length(config)))
     show_pairs(console, data, bundle.tokenizer, n=1)
     show_preflight(console, data.preflight)
     enforce(data.preflight)
@@ -93,17 +85,8 @@ def reference_note(config: RunConfig) -> str:
     return f"reference: {start}, frozen as it is before the first step"
 
 
-def selective(config: RunConfig) -> bool:
-    """Log-probs from the head on answer positions only (train.loss: selective), where the head is whole."""
-    strategy = resolve_strategy(config.distributed, world_size())
-    return config.train.loss == "selective" and strategy in ("single", "ddp")
-
-
 def collator(bundle: ModelBundle, data: PreparedPairs) -> PreferenceCollator:
-    pad = PadCollator(
-        bundle.tokenizer.pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None
-    )
-    return PreferenceCollator(pad, branch_names(data.train))
+    return PreferenceCollator(pad_collator(bundle.tokenizer.pad_token_id), branch_names(data.train))
 
 
 def attach_reference(
@@ -121,7 +104,7 @@ def attach_reference(
         batch = config.train.eval_batch_size or config.train.batch_size
         scorer = collator(bundle, data)
         reference = {
-            k: reference_logps(bundle.model, v, scorer, batch, selective(config))
+            k: reference_logps(bundle.model, v, scorer, batch, selective_allowed(config))
             for k, v in splits.items()
             if v is not None
         }
@@ -157,7 +140,7 @@ def assemble(
         callbacks=[*run_callbacks(config, run, console), *extra],
     )
     trainer.remove_callback(PrinterCallback)
-    trainer.selective = selective(config)
+    trainer.selective = selective_allowed(config)
     settings = config.preference
     trainer.method = config.train.method
     trainer.beta, trainer.simpo_gamma = beta_for(config.train.method, settings), settings.simpo_gamma

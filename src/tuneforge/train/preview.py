@@ -20,7 +20,7 @@ from tuneforge.data.prepare_pairs import prepare_pairs
 from tuneforge.data.report import histogram, length_line, rendered_sample, show_preflight
 from tuneforge.data.tokenize import percentile
 from tuneforge.model.load import architecture, context_length, load_tokenizer
-from tuneforge.model.start import adapter_folder
+from tuneforge.model.start import starting_adapter
 from tuneforge.model.targets import resolve_targets
 
 PERCENTILES = (0.5, 0.9, 0.95, 0.99)
@@ -34,9 +34,7 @@ def preview_data(config: RunConfig, hf_config=None) -> tuple[PreparedData, objec
     """The data exactly as training would prepare it, with max_length resolved against the model's context."""
     hf_config = hf_config or architecture(config.model).config
     model = config.model
-    tokenizer = load_tokenizer(
-        model, adapter_folder(model.adapter, model.name_or_path) if model.adapter else None
-    )
+    tokenizer = load_tokenizer(model, starting_adapter(model))
     limit = context_length(hf_config)
     if config.train.method != "sft":
         return prepare_pairs(

@@ -57,6 +57,7 @@ from tuneforge.train.guards import (
     StopBeforeTraining,
     all_trained_finite,
 )
+from tuneforge.train.preview import requested_length
 from tuneforge.train.resume import (
     check_resumable,
     check_same_data,
@@ -178,25 +179,44 @@ def find_resume(run: RunDir, config: RunConfig) -> Resume:
 
 
 def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedData]:
+    bundle = load_model(config, console)
+    limit = context_length(bundle.model.config)
+    data = prepare_per_machine(
+        config, bundle, lambda: prepare_data(config.data, bundle.tokenizer, requested_length(config), limit)
+    )
+    show_data(console, data, bundle.tokenizer, requested_length(config))
+    show_preflight(console, data.preflight)
+    enforce(data.preflight)
+    return bundle, data
+
+
+def load_model(config: RunConfig, console: Console) -> ModelBundle:
     set_seed(config.train.seed)  # before the model: LoRA's initial weights come from this seed
     sharded = resolve_strategy(config.distributed, world_size()) == "fsdp"
     bundle = build_model(
         config.model, config.quant, config.lora, config.train.gradient_checkpointing, sharded
     )
     show_parameters(console, bundle, config.lora.method)
-    requested_length = None if config.train.max_length == "auto" else config.train.max_length
+    return bundle
+
+
+def prepare_per_machine(config: RunConfig, bundle: ModelBundle, prepare_rows: Callable):
+    """The data stage, run first by one process per machine (it fills the tokenization cache; the others
+    read it). A run that continues model.adapter keeps the chat template saved with it."""
     adapter_template = bundle.tokenizer.chat_template
-    with node_main_first():  # one process per machine tokenizes and fills the cache; the others read it
-        data = prepare_data(
-            config.data, bundle.tokenizer, requested_length, context_length(bundle.model.config)
-        )
+    with node_main_first():
+        data = prepare_rows()
     if config.model.adapter:
         check_same_template(adapter_template, bundle.tokenizer.chat_template, config.model.adapter)
         data.template_source = f"the chat template saved with {config.model.adapter}"
-    show_data(console, data, bundle.tokenizer, requested_length)
-    show_preflight(console, data.preflight)
-    enforce(data.preflight)
-    return bundle, data
+    return data
+
+
+def selective_allowed(config: RunConfig) -> bool:
+    """train.loss: selective where the head is whole: sharded weights (FSDP, DeepSpeed) leave no whole
+    head outside the model's forward."""
+    strategy = resolve_strategy(config.distributed, world_size())
+    return config.train.loss == "selective" and strategy in ("single", "ddp")
 
 
 def start_manifest(
@@ -323,7 +343,6 @@ def assemble_trainer(
     console: Console,
     resuming: bool = False,
 ):
-    strategy = resolve_strategy(config.distributed, world_size())
     return build_trainer(
         bundle.model,
         run_arguments(config, bundle, data, run, resuming),
@@ -333,8 +352,7 @@ def assemble_trainer(
         callbacks=[*run_callbacks(config, run, console), *extra],
         packing=use_packing(config.train),
         scorer=training_scorer(config, bundle, data),
-        # sharded weights (FSDP, DeepSpeed) leave no whole head outside the model's forward
-        selective=config.train.loss == "selective" and strategy in ("single", "ddp"),
+        selective=selective_allowed(config),
     )
 
 

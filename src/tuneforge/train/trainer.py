@@ -82,6 +82,11 @@ class SftTrainer(Trainer):
         return EpochSeededLengthGroupedSampler(batch, dataset["length"], self.args.seed)
 
 
+def pad_collator(pad_token_id: int) -> PadCollator:
+    """Dynamic padding; to a multiple of 8 on GPUs (tensor-core friendly shapes)."""
+    return PadCollator(pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
+
+
 def use_packing(train: TrainConfig) -> bool:
     return train.packing == "on" or (train.packing == "auto" and torch.cuda.is_available())
 
@@ -165,7 +170,7 @@ def build_trainer(
         # mask from them (or uses varlen flash attention), so samples never attend to each other.
         collator = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
     else:
-        collator = PadCollator(pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
+        collator = pad_collator(pad_token_id)
     trainer = SftTrainer(
         model=model,
         args=args,
