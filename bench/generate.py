@@ -4,7 +4,8 @@
     .venv/bin/python bench/generate.py --prompts 32
 
 Prompts are ChatDoctor questions rendered with the alpaca template through tuneforge's encoder; both paths
-use `tuneforge.infer.generate.generate_ids` (batch size 1 vs 16, grouped by length, left padding, KV cache).
+use the transformers engine's `generate` (tuneforge.infer.engines.transformers): batch size 1 vs 16,
+grouped by length, left padding, KV cache.
 The table gives generated tokens per second and whether the outputs are identical token for token.
 Needs ../shared (skips a model whose files are absent).
 """
@@ -35,16 +36,12 @@ def prompts_for(tokenizer, count: int) -> list[list[int]]:
 
 
 def timed(model, tokenizer, prompts, batch_size: int, new_tokens: int) -> tuple[list[list[int]], float]:
-    from tuneforge.infer.generate import Decoding, generate_ids
+    from tuneforge.infer.decoding import Decoding
+    from tuneforge.infer.engine import engine_for_model
 
+    engine = engine_for_model(model, tokenizer)
     start = time.perf_counter()
-    outputs = generate_ids(
-        model,
-        prompts,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoding=Decoding(max_new_tokens=new_tokens, batch_size=batch_size),
-    )
+    outputs = engine.generate(prompts, decoding=Decoding(max_new_tokens=new_tokens), batch_size=batch_size)
     return outputs, time.perf_counter() - start
 
 

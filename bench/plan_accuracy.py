@@ -93,7 +93,7 @@ def child(name: str, model_dir: Path, data: Path) -> dict:
     from rich.console import Console
 
     from tuneforge.model.plan import GPU_RUNTIME_BYTES, Setup, make_plan
-    from tuneforge.train.sft import run_finetune
+    from tuneforge.train.run import run_finetune
 
     config = run_config(model_dir, data, CASES[name])
     device = "H100-80GB" if torch.cuda.is_available() else "cpu"

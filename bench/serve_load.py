@@ -36,7 +36,7 @@ PROMPTS = [
 def tiny_run(folder: Path) -> Path:
     """A LoRA run on a tiny random Llama with the generated demo data: no hub, no ../shared needed."""
     from tuneforge.config.loading import validate_config
-    from tuneforge.train.sft import run_finetune
+    from tuneforge.train.run import run_finetune
     from tuneforge_dev.demo_data import write_demo_dataset
     from tuneforge_dev.tiny_model import TinySize, build_tiny_model
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from conftest import quick_config
 
 from tuneforge.config.loading import config_to_yaml
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from tuneforge.config.loading import validate_config
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 from tuneforge_dev.demo_data import tokenizer_corpus, write_demo_dataset
 from tuneforge_dev.tiny_model import TinySize, build_tiny_model
 

@@ -14,11 +14,11 @@ from PIL import Image
 from test_serve import free_port
 
 from tuneforge.config.schema import ServeConfig
-from tuneforge.infer.generate import Decoding as GenerateDecoding
+from tuneforge.infer.decoding import Decoding
+from tuneforge.infer.decoding import Decoding as GenerateDecoding
+from tuneforge.infer.engines.transformers import TransformersEngine as Engine
 from tuneforge.infer.generate import generate
-from tuneforge.infer.load import load_run
-from tuneforge.serve.engine import Decoding, Engine
-from tuneforge.serve.models import load_models
+from tuneforge.infer.load import load_models, load_run
 from tuneforge.serve.webapp import stream_pair
 from tuneforge_dev.live_server import wait_until_up
 

@@ -13,7 +13,7 @@ from conftest import quick_config, write_jsonl
 from typer.testing import CliRunner
 
 from tuneforge.cli import app
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 runner = CliRunner()
 

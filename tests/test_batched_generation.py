@@ -8,7 +8,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.templates import install_chat_template
-from tuneforge.infer.generate import Decoding, generate_ids
+from tuneforge.infer.decoding import Decoding
+from tuneforge.infer.engine import engine_for_model
 
 REQUESTS = [
     "count the lines in a.txt",
@@ -30,7 +31,8 @@ def check(model_path, batch_size: int):
     assert len({len(p) for p in prompts}) > 3, "prompts of different lengths, so padding is exercised"
     model = AutoModelForCausalLM.from_pretrained(model_path).eval()
     ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
-    batched = generate_ids(model, prompts, decoding=Decoding(max_new_tokens=20, batch_size=batch_size), **ids)
+    engine = engine_for_model(model, tokenizer)  # its pad and EOS ids are the tokenizer's, as `ids` says
+    batched = engine.generate(prompts, decoding=Decoding(max_new_tokens=20), batch_size=batch_size)
     # The reference: plain transformers, one prompt at a time, in the given order.
     single = []
     for prompt in prompts:

@@ -33,7 +33,7 @@ KILL_AT_STEP = """
 import os, signal, sys
 from transformers import TrainerCallback
 from tuneforge.config.loading import load_config
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 class Kill(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):

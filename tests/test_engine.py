@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from tuneforge.config.schema import ServeConfig
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.errors import TuneforgeError
-from tuneforge.serve.engine import Busy, Decoding, Engine, Job, streamable
-from tuneforge.serve.models import Served
+from tuneforge.infer.decoding import Decoding
+from tuneforge.infer.engines.transformers import TransformersEngine as Engine
+from tuneforge.infer.load import Served
+from tuneforge.infer.requests import Busy, Job, streamable
 
 
 @pytest.fixture(scope="module")

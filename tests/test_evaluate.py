@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from tuneforge.cli import app
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 runner = CliRunner()
 

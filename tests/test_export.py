@@ -25,7 +25,7 @@ from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.sources import read_jsonl
 from tuneforge.errors import TuneforgeError
 from tuneforge.export.exporter import ExportOptions, export_run
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 runner = CliRunner()
 

@@ -14,11 +14,11 @@ from tuneforge.cli import app
 from tuneforge.config.loading import load_config
 from tuneforge.data.encode import IGNORE
 from tuneforge.data.prepare import prepare_data
-from tuneforge.infer import generate as generate_module
+from tuneforge.infer.engines.transformers import TransformersEngine
 from tuneforge.infer.inputs import prompts_from_file
 from tuneforge.infer.load import load_run
 from tuneforge.model.load import process_device
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 DIALOGSUM_EXAMPLE = ROOT / "examples" / "phi2_qlora_dialogsum.yaml"
 
@@ -64,13 +64,13 @@ def training_prompts(config, run_dir: Path) -> list[list[int]]:
 def generated_prompts(run_dir: Path, input_file: Path, tmp_path: Path, monkeypatch) -> list[list[int]]:
     """Run the CLI and capture the prompt ids it hands to the model."""
     captured: list[list[int]] = []
-    original = generate_module.generate_ids
+    original = TransformersEngine.generate
 
     def spy(model, prompts, **kwargs):
         captured.extend(prompts)
         return original(model, prompts, **kwargs)
 
-    monkeypatch.setattr(generate_module, "generate_ids", spy)
+    monkeypatch.setattr(TransformersEngine, "generate", spy)
     out = tmp_path / "predictions.jsonl"
     args = [
         "generate",

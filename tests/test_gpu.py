@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import quick_config
 
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 from tuneforge.train.trainer import use_packing
 
 pytestmark = [

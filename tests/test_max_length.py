@@ -13,7 +13,7 @@ from tuneforge.config.schema import DataConfig, ModelConfig
 from tuneforge.data.prepare import prepare_data
 from tuneforge.data.tokenize import auto_max_length
 from tuneforge.model.load import load_tokenizer
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 
 @given(st.lists(st.integers(1, 5000), min_size=1, max_size=400), st.none() | st.integers(64, 4096))

@@ -12,7 +12,7 @@ from tuneforge.data.collate import PadCollator
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.templates import install_chat_template
 from tuneforge.model.load import load_tokenizer
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 
 def samples(tokenizer, answers):

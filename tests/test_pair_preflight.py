@@ -11,12 +11,12 @@ from transformers import AutoTokenizer
 
 from tuneforge.config.schema import DataConfig
 from tuneforge.data.encode import IGNORE, ChatEncoder
-from tuneforge.data.pair_encode import encode_branch, encode_preferences
-from tuneforge.data.pairs import check_preference_columns, preference_item
+from tuneforge.data.pairs.encode import encode_branch, encode_preferences
+from tuneforge.data.pairs.rows import check_preference_columns, preference_item
 from tuneforge.data.templates import install_chat_template
 from tuneforge.errors import TuneforgeError
-from tuneforge.train.preview import preference_report
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.preview import data_report as preference_report
+from tuneforge.train.run import run_finetune
 
 # A generation prompt that ends in a space: the tokenizer merges it into the answer's first token.
 SPACE_TEMPLATE = (
@@ -251,6 +251,7 @@ def test_any_pair_shares_the_inference_prompt_under_a_template_that_ends_prompts
 )
 def test_preference_settings_that_cannot_work_are_config_errors(override, message):
     from tuneforge.config.loading import validate_config
+    from tuneforge.train.methods import check_method
 
     raw = {
         "model": {"name_or_path": "m"},
@@ -259,7 +260,7 @@ def test_preference_settings_that_cannot_work_are_config_errors(override, messag
         **override,
     }
     with pytest.raises(TuneforgeError, match=message):
-        validate_config(raw)
+        check_method(validate_config(raw))
 
 
 @pytest.mark.parametrize(
@@ -290,3 +291,48 @@ def test_a_bad_row_is_named_by_its_place_in_the_file_after_the_split_shuffles(
     )
     with pytest.raises(TuneforgeError, match=expected):
         run_finetune(config, tmp_path / "run")
+
+
+def test_pairs_share_the_tokenization_cache_and_read_back_the_same(tiny_models, tmp_path):
+    from tuneforge.train.preview import preview_data
+
+    config = config_for(tiny_models, tmp_path, clean_pairs())
+    fresh, _ = preview_data(config)
+    cached, _ = preview_data(config)
+    assert (fresh.cache_hit, cached.cache_hit) == (False, True)
+    assert cached.train.to_list() == fresh.train.to_list()
+    assert cached.train_stats == fresh.train_stats
+    assert [c.passed for c in cached.preflight] == [c.passed for c in fresh.preflight]
+
+
+def test_pairs_mix_sources_with_their_own_columns_and_weights(tiny_models, tmp_path):
+    from tuneforge.train.preview import preview_data
+
+    first = write_jsonl(tmp_path / "a.jsonl", clean_pairs(10))
+    second = write_jsonl(
+        tmp_path / "b.jsonl",
+        [{"q": f"remove old file {i}", "good": f"rm old{i}", "bad": f"ls old{i}"} for i in range(6)],
+    )
+    columns = {"prompt": "q", "chosen": "good", "rejected": "bad"}
+    config = quick_config(
+        tiny_models("llama"),
+        first,
+        data={
+            "path": None,
+            "mix": [{"path": str(first)}, {"path": str(second), "columns": columns, "weight": 2}],
+            "template": "alpaca",
+            "eval_fraction": 0.0,
+            "system_prompt": "You write shell commands.",
+        },
+        train={"method": "dpo", "max_length": 128},
+    )
+    data, tokenizer = preview_data(config)
+    assert data.train_stats.kept == 10 + 2 * 6
+    assert data.format == "pairs" and all(c.passed for c in data.preflight if c.severity == "error")
+    texts = [tokenizer.decode(ids) for ids in data.train["chosen_input_ids"]]
+    assert sum("rm old" in t for t in texts) == 12 and all("You write shell commands." in t for t in texts)
+    result = run_finetune(
+        config.model_copy(update={"train": config.train.model_copy(update={"max_steps": 2})}),
+        tmp_path / "run",
+    )
+    assert result.global_step == 2

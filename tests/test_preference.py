@@ -18,7 +18,7 @@ from transformers import GenerationMixin, TrainerCallback
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer.load import load_run
 from tuneforge.run.metrics import read_metrics
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 NAMES = [
     "Tom",

@@ -179,7 +179,7 @@ def test_failures_stop_training_unless_overridden(tmp_path, tokenizer):
 def test_training_run_stops_before_the_first_step(tmp_path, tiny_models):
     from conftest import quick_config
 
-    from tuneforge.train.sft import run_finetune
+    from tuneforge.train.run import run_finetune
 
     bad = write_jsonl(tmp_path / "bad.jsonl", [*ROWS, {"prompt": "x", "completion": ""}])
     config = quick_config(tiny_models("llama"), bad)

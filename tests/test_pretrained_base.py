@@ -7,7 +7,7 @@ from conftest import needs_shared, quick_config
 from transformers import TrainerCallback
 
 from tuneforge.infer.load import load_run
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 PROBE = "### Instruction:\nWhat are the symptoms of Asthma?\n\n### Response:\n"
 

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from tuneforge.config.loading import config_to_yaml
 from tuneforge.run.checkpoints import checkpoint_dirs
 from tuneforge.run.directory import RunDir
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 MAX_STEPS, SAVE_EVERY = 14, 4  # 24 rows / batch 4 = 6 steps per epoch: the run crosses two epochs
 
@@ -32,7 +32,7 @@ KILL_AT_STEP = textwrap.dedent(
     import os, signal, sys
     from transformers import TrainerCallback
     from tuneforge.config.loading import load_config
-    from tuneforge.train.sft import run_finetune
+    from tuneforge.train.run import run_finetune
 
     class Stop(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from tuneforge.cli import app
 from tuneforge.config.loading import config_to_yaml
 from tuneforge.train.guards import NonFiniteError
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 runner = CliRunner()
 

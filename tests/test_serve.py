@@ -15,7 +15,8 @@ import httpx
 import openai
 import pytest
 
-from tuneforge.infer.generate import Decoding, generate
+from tuneforge.infer.decoding import Decoding
+from tuneforge.infer.generate import generate
 from tuneforge.infer.load import load_run
 from tuneforge_dev.live_server import wait_until_up
 
@@ -90,7 +91,7 @@ def test_greedy_answers_match_generate_for_two_adapters_and_the_base(client, two
             ]
             for p in PROMPTS
         ]
-        expected[model] = generate(loaded, rows, Decoding(max_new_tokens=NEW_TOKENS, batch_size=1))
+        expected[model] = generate(loaded, rows, Decoding(max_new_tokens=NEW_TOKENS), batch_size=1)
     served = {model: [ask(client, model, p) for p in PROMPTS] for model in expected}
     assert served == expected
     assert len({tuple(answers) for answers in served.values()}) == 3, served

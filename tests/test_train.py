@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from tuneforge.cli import app
 from tuneforge.run.directory import RunDir
-from tuneforge.train.sft import run_finetune
+from tuneforge.train.run import run_finetune
 
 runner = CliRunner()
 

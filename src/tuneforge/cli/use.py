@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
-from tuneforge.cli import app, console, user_errors
-from tuneforge.errors import TuneforgeError
+from tuneforge.cli.app import app, console, user_errors
 
 TRUST = typer.Option(False, "--trust-remote-code", help="Allow the model code a run's config asks to run.")
 SET = typer.Option([], "--set", help="Override a serve limit: --set serve.max_batch_size=8.")
@@ -21,12 +19,10 @@ def chat(
     trust_remote_code: bool = TRUST,
 ) -> None:
     """Chat in the terminal: streamed answers, multi-turn, /reset, /system, /set, /exit."""
-    from tuneforge.serve.chat import chat_loop
-    from tuneforge.serve.server import open_engine
+    from tuneforge.serve.chat import run_chat
 
     with user_errors():
-        engine = open_engine([run_dir], set_, trust_remote_code)
-        chat_loop(engine, run_dir.resolve().name, console)
+        run_chat(run_dir, set_, trust_remote_code, console)
 
 
 @app.command(name="app")
@@ -40,13 +36,17 @@ def web_app(
     trust_remote_code: bool = TRUST,
 ) -> None:
     """A Gradio chat: model picker, settings, streaming, base vs tuned side by side."""
-    from tuneforge.serve.server import open_engine
-    from tuneforge.serve.webapp import build_app
+    from tuneforge.serve.webapp import run_app
 
     with user_errors():
-        engine = open_engine(run_dirs, set_, trust_remote_code)
-        console.print(f"app on http://{host}:{port} · models: {', '.join(engine.served)}", highlight=False)
-        build_app(engine).launch(server_name=host, server_port=port, quiet=True)
+        run_app(
+            run_dirs,
+            host=host,
+            port=port,
+            overrides=set_,
+            trust_remote_code=trust_remote_code,
+            console=console,
+        )
 
 
 @app.command()
@@ -65,20 +65,15 @@ def serve(
     trust_remote_code: bool = TRUST,
 ) -> None:
     """An OpenAI-compatible server: /v1/models, /v1/chat/completions, /v1/completions (streaming too)."""
-    from tuneforge.serve.server import open_engine, run_server
+    from tuneforge.serve.server import serve_models
 
     with user_errors():
-        key = api_key or os.environ.get("TUNEFORGE_API_KEY") or None
-        if host not in ("127.0.0.1", "localhost", "::1") and key is None:
-            console.print(
-                "[yellow]warning:[/] serving beyond this machine without --api-key", highlight=False
-            )
-        engine = open_engine(run_dirs, set_, trust_remote_code)
-        console.print(
-            f"serving {', '.join(engine.served)} on http://{host}:{port}/v1 "
-            f"({'key required' if key else 'no key'})",
-            highlight=False,
+        serve_models(
+            run_dirs,
+            host=host,
+            port=port,
+            api_key=api_key,
+            overrides=set_,
+            trust_remote_code=trust_remote_code,
+            console=console,
         )
-        if not engine.served:
-            raise TuneforgeError("nothing to serve")
-        run_server(engine, host, port, key)

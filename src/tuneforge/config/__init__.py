@@ -2,6 +2,8 @@
 
 Owns the pydantic schema (one model per pipeline stage, strict keys, documented fields), reading YAML with
 `--set section.key=value` overrides and readable errors, and the generated config reference in the README.
-Every other stage receives its own section of a validated `RunConfig`; only the CLI and the recipes
-(`train`, `infer`) see the whole of it.
+Every other stage receives its own section of a validated `RunConfig`. The CLI and the training recipes
+see the whole of it; a finished run's saved config is read whole by infer's run loader, and eval, export
+and serve take their sections from what it loaded. A method's own rules (what options it refuses) belong
+to its recipe (`tuneforge.train.methods`), not to this schema.
 """

@@ -28,10 +28,3 @@ class PreferenceConfig(Section):
         1.0, gt=0, description="kto: loss weight of desirable rows (raise it when they are the fewer)."
     )
     kto_undesirable_weight: float = Field(1.0, gt=0, description="kto: loss weight of undesirable rows.")
-
-
-USUAL_BETA = {"dpo": 0.1, "kto": 0.1, "orpo": 0.1, "simpo": 2.0}
-
-
-def beta_for(method: str, preference: PreferenceConfig) -> float:
-    return preference.beta if preference.beta is not None else USUAL_BETA[method]

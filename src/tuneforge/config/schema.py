@@ -201,11 +201,12 @@ class DataConfig(Section):
 
 
 class TrainConfig(Section):
-    method: Literal["sft", "dpo", "simpo", "orpo", "kto"] = Field(
+    method: str = Field(
         "sft",
-        description="sft: supervised fine-tuning on answers. dpo: preference pairs against a frozen reference "
-        "(the starting model). simpo and orpo: pairs without a reference. kto: single answers marked "
-        "desirable or not. The preference section holds their settings.",
+        description="The training method, a name in the method registry (tuneforge/train/methods.py). sft: "
+        "supervised fine-tuning on answers. dpo: preference pairs against a frozen reference (the starting "
+        "model). simpo and orpo: pairs without a reference. kto: single answers marked desirable or not "
+        "(settings in the preference section). Options a method cannot work with are refused before loading.",
     )
     epochs: float = Field(
         1.0, gt=0, description="Passes over the training data (ignored when max_steps is set)."
@@ -366,31 +367,6 @@ class RunConfig(Section):
                 "(distributed.strategy fsdp, or deepspeed with zero_stage 3) turn it off and score the "
                 "finished run with tuneforge eval"
             )
-        if train.method != "sft":
-            self._check_preference()
         if self.model.adapter is not None and self.lora.method == "full":
             raise ValueError("model.adapter continues a LoRA adapter: it needs lora.method=lora")
         return self
-
-    def _check_preference(self) -> None:
-        method = self.train.method
-        data = self.data
-        if data.mix or data.format != "auto":
-            raise ValueError(
-                f"train.method={method} reads preference rows by their columns (data.columns.prompt, chosen, "
-                "rejected, completion, label): use data.path without data.format and data.mix"
-            )
-        if method in ("dpo", "kto") and (
-            self.distributed.strategy == "fsdp"
-            or (self.distributed.strategy == "deepspeed" and self.distributed.zero_stage == 3)
-        ):
-            raise ValueError(
-                f"train.method={method} scores every answer with the starting model before training, which "
-                "needs whole weights on each process: use distributed.strategy ddp (or deepspeed zero_stage 2), "
-                "or a reference-free method (simpo, orpo)"
-            )
-        if self.eval.during_training or self.train.packing == "on":
-            raise ValueError(
-                f"train.method={method}: eval.during_training and train.packing are for sft runs; score the "
-                "finished run with tuneforge eval"
-            )

@@ -1,6 +1,8 @@
-"""Config section `serve`: the limits of `tuneforge serve` and `tuneforge app`."""
+"""Config section `serve`: the engine and limits of `tuneforge serve`, `app` and `chat`."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
@@ -8,9 +10,14 @@ from tuneforge.config.section import Section
 
 
 class ServeConfig(Section):
-    """Limits of `tuneforge serve` and `tuneforge app` (read from the first model's run config; change them
-    with --set serve.KEY=VALUE)."""
+    """Engine and limits of `tuneforge serve`, `app` and `chat` (read from the first model's run config;
+    change them with --set serve.KEY=VALUE)."""
 
+    backend: Literal["transformers"] = Field(
+        "transformers",
+        description="The inference engine that generates (tuneforge.infer.engines.<backend>): transformers' "
+        "generate, batched. Also used by `tuneforge generate`, `eval` and the export check.",
+    )
     max_concurrent_requests: int = Field(
         256, ge=1, description="Requests queued or running at once; more get HTTP 429."
     )

@@ -1,8 +1,11 @@
 """Data stage: the user's rows in, tokenized training and evaluation sets out.
 
-Owns reading files and hub datasets (`sources`, `mix`), turning rows of any shape into conversations
-(`shapes`), prompt templates (`templates`), the one prompt encoder that every training and inference path
-calls (`encode`), tokenizing whole datasets with length policy and counts (`tokenize`), the tokenization
-cache (`cache`), preflight checks (`preflight`), batching (`collate`) and the data summary that runs print
-(`report`). It needs a tokenizer, never a model: `data` and `model` do not import each other.
+One core, one track per kind of sample. The core reads files and hub datasets (`sources`) or several
+sources at once (`mix`), turns rows of any shape into conversations (`shapes`), installs the prompt
+template (`templates`), owns the one prompt encoder that every training and inference path calls
+(`encode`), the tokenization cache (`cache`), batching (`collate`) and the entry point `prepare_data`
+(`prepare`), which returns one `PreparedData` (`prepared`) whatever the track. A track (`track`: the
+interface) says how its rows are read, encoded and checked: `samples` (SFT conversations and documents,
+with `tokenize`, `preflight` and `report`) and `pairs/` (preference pairs and KTO rows). It needs a
+tokenizer, never a model: `data` and `model` do not import each other.
 """

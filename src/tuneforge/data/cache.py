@@ -14,6 +14,7 @@ import shutil
 import socket
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from datasets import (
     Dataset,
@@ -28,7 +29,7 @@ from tuneforge import __version__
 from tuneforge.config.schema import DataConfig
 from tuneforge.data.tokenize import TokenizeStats
 
-CACHE_FORMAT = 3  # bump when encode.py or tokenize.py change what they produce
+CACHE_FORMAT = 4  # bump when encode.py, tokenize.py or a track change what they produce
 
 
 def cache_root() -> Path:
@@ -74,14 +75,17 @@ def cache_key(
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def load(key: str) -> tuple[Dataset, Dataset | None, TokenizeStats, TokenizeStats | None] | None:
+def load(
+    key: str, stats_type: type = TokenizeStats
+) -> tuple[Dataset, Dataset | None, Any, Any | None] | None:
+    """The entry stored under `key`, its statistics rebuilt as the track's `stats_type`; None if absent."""
     folder = cache_root() / key
     if not (folder / "complete").is_file():
         return None
     stats = json.loads((folder / "stats.json").read_text())
     eval_set = load_from_disk(str(folder / "eval")) if (folder / "eval").is_dir() else None
-    eval_stats = TokenizeStats(**stats["eval"]) if stats["eval"] else None
-    return load_from_disk(str(folder / "train")), eval_set, TokenizeStats(**stats["train"]), eval_stats
+    eval_stats = stats_type(**stats["eval"]) if stats["eval"] else None
+    return load_from_disk(str(folder / "train")), eval_set, stats_type(**stats["train"]), eval_stats
 
 
 def store(key: str, train: Dataset, eval_set: Dataset | None, train_stats, eval_stats) -> None:

@@ -1,5 +1,6 @@
 """Several data sources in one run (`data.mix`): each source keeps its own shape and column names, is
-turned into conversations (or plain text), split for evaluation, then weighted.
+turned into the track's common rows (conversations or plain text for SFT samples; prompt plus answers for
+preference pairs), split for evaluation, then weighted.
 
 The evaluation rows are held out before weighting, so an upsampled row never lands on both sides.
     data:
@@ -16,8 +17,8 @@ from pathlib import Path
 from datasets import Dataset
 
 from tuneforge.config.schema import DataConfig, SourceConfig
-from tuneforge.data.shapes import check_columns, detect_format, row_formatter
 from tuneforge.data.sources import RawData, first_occurrences, read_rows
+from tuneforge.data.track import Track
 from tuneforge.errors import TuneforgeError
 
 
@@ -37,17 +38,17 @@ def weighted(items: list, weight: float, rng: random.Random) -> list:
     return items * whole + rng.sample(items, round(fraction * len(items)))
 
 
-def load_mix(data: DataConfig) -> tuple[RawData, str]:
+def load_mix(data: DataConfig, track: Track) -> tuple[RawData, str]:
+    """The mixed rows, in the track's common form, and that form's shape."""
     rng = random.Random(data.seed)
     train_items, eval_items, files, shapes = [], [], [], set()
     for source in data.mix:
         rows, source_files = read_rows(source.path, hub_config=source.hub_config, split=source.split)
         view = source_view(source, data)
-        fmt = detect_format(rows.column_names, view)
-        check_columns(rows.column_names, fmt, view, source=source.path)
-        shapes.add("text" if fmt == "text" else "messages")
-        to_input = row_formatter(fmt, view)
-        items = [to_input(row) for row in rows]
+        shape, items = track.mix_rows(
+            rows, track.shape(rows.column_names, view, source.path), view, source.path
+        )
+        shapes.add(shape)
         items = [items[i] for i in first_occurrences(items)] if data.dedupe else items
         rng.shuffle(items)
         n_eval = 0 if data.eval_path else round(len(items) * data.eval_fraction)
@@ -56,23 +57,38 @@ def load_mix(data: DataConfig) -> tuple[RawData, str]:
         files += source_files
     if len(shapes) > 1:
         raise TuneforgeError("data.mix: plain text sources cannot be mixed with conversation sources")
-    column = shapes.pop()
+    shape = shapes.pop()
     rng.shuffle(train_items)
     if data.max_samples is not None:
         train_items = train_items[: data.max_samples]
-    train = Dataset.from_dict({column: train_items})
-    held_out = Dataset.from_dict({column: eval_items}) if eval_items else None
+    train = Dataset.from_list(train_items)
+    held_out = Dataset.from_list(eval_items) if eval_items else None
     if data.eval_path:
-        held_out, eval_files = mixed_eval_file(data, column)
+        held_out, eval_files = mixed_eval_file(data, track)
         files += eval_files
-    return RawData(train, held_out, files), column
+    return RawData(train, held_out, files), shape
 
 
-def mixed_eval_file(data: DataConfig, column: str) -> tuple[Dataset, list[Path]]:
+def mixed_eval_file(data: DataConfig, track: Track) -> tuple[Dataset, list[Path]]:
     """A separate eval file with a mix is read with the top-level format and columns."""
     rows, files = read_rows(data.eval_path, hub_config=None, split="train")
     view = data.model_copy(update={"path": data.eval_path, "mix": []})
-    fmt = detect_format(rows.column_names, view)
-    check_columns(rows.column_names, fmt, view, source=data.eval_path)
-    to_input = row_formatter(fmt, view)
-    return Dataset.from_dict({column: [to_input(row) for row in rows]}), files
+    _, items = track.mix_rows(
+        rows, track.shape(rows.column_names, view, data.eval_path), view, data.eval_path
+    )
+    return Dataset.from_list(items), files
+
+
+def mixed_view(data: DataConfig, shape: str) -> DataConfig:
+    """The data section the mixed rows are read back with: default column names in the common shape, the
+    system prompt already in every conversation; the run's length and preflight options as they are."""
+    return data.model_copy(
+        update={
+            "path": "data.mix",
+            "mix": [],
+            "format": shape,
+            "columns": type(data.columns)(),
+            "prompt_format": None,
+            "system_prompt": None,
+        }
+    )

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tuneforge.data.encode import IGNORE, ChatEncoder
-from tuneforge.data.prepare import PreparedData
+from tuneforge.data.prepared import PreparedData
 from tuneforge.data.tokenize import percentile
 
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
 from tuneforge.config.loading import with_overrides
+from tuneforge.config.schema import EvalConfig
 from tuneforge.errors import TuneforgeError
 from tuneforge.eval.heldout import answer_loss, heldout_rows
 from tuneforge.eval.metrics import compute_metrics, default_metrics
-from tuneforge.infer.generate import Decoding, generate
+from tuneforge.infer.decoding import Decoding
+from tuneforge.infer.generate import generate
 from tuneforge.infer.load import LoadedRun, load_run
 from tuneforge.model.build import load_trained
 from tuneforge.run.checkpoints import checkpoint_dirs, problem, step_of
@@ -77,9 +79,8 @@ def evaluate_run(
         raise TuneforgeError("no held-out row has a reference answer to score against")
     references = [[r.reference] for r in rows]
     names = metrics or (default_metrics(references) if settings.metrics == "auto" else list(settings.metrics))
-    decoding = Decoding(
+    decoding = Decoding.switched(
         max_new_tokens=settings.max_new_tokens,
-        batch_size=settings.batch_size,
         do_sample=settings.do_sample,
         temperature=settings.temperature,
         top_p=settings.top_p,
@@ -91,14 +92,16 @@ def evaluate_run(
         if console:
             console.print(f"scoring [bold]{name}[/] on {len(rows)} held-out rows")
         loss = answer_loss(
-            loaded.model, loaded.encoder, rows, max_length=max_length, batch_size=decoding.batch_size
+            loaded.model, loaded.encoder, rows, max_length=max_length, batch_size=settings.batch_size
         )
-        texts = generate(loaded, [r.messages for r in rows], decoding, console)
+        texts = generate(
+            loaded, [r.messages for r in rows], decoding, console, batch_size=settings.batch_size
+        )
         return Scores(name, step, loss, compute_metrics(names, texts, references), texts)
 
     final_step = read_manifest(run.manifest).get("global_step")
     evaluation = Evaluation(
-        str(run.root), len(rows), names, asdict(decoding), score("tuned", final_step),
+        str(run.root), len(rows), names, decoding_record(settings), score("tuned", final_step),
         prompts=[r.messages[-1]["content"] for r in rows], references=[r.reference for r in rows],
     )  # fmt: skip
     if compare_base:
@@ -109,6 +112,12 @@ def evaluate_run(
             load_trained(loaded.model, checkpoint)
             evaluation.checkpoints.append(score(checkpoint.name, step_of(checkpoint)))
     return evaluation
+
+
+def decoding_record(settings: EvalConfig) -> dict:
+    """The decoding as results.json has always recorded it: the eval section's own switches."""
+    keys = ("max_new_tokens", "batch_size", "do_sample", "temperature", "top_p", "seed")
+    return {key: getattr(settings, key) for key in keys}
 
 
 @contextmanager

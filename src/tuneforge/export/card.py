@@ -1,5 +1,9 @@
-"""The export's README.md, in the hub's model-card format: YAML metadata, then what the model is, what it
-was trained on, how well it does against its base, and what the export check measured."""
+"""The export's README.md, in the hub's model-card format: YAML metadata (the format's own fields from its
+`card_fields`), then what the model is, what it was trained on, how well it does against its base, and what
+the export check measured.
+
+    (folder / "README.md").write_text(model_card(run, config, FORMATS["hf"], check, license_id=None))
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from tuneforge.config.schema import RunConfig
+from tuneforge.export.formats import ExportFormat
 from tuneforge.run.directory import RunDir
 from tuneforge.run.manifest import read_manifest
 
@@ -30,14 +35,15 @@ def base_license(config: RunConfig) -> str | None:
     return meta.get("license") if isinstance(meta, dict) else None
 
 
-def metadata(config: RunConfig, fmt: str, license_id: str | None) -> dict:
+def metadata(config: RunConfig, export_format: ExportFormat, license_id: str | None) -> dict:
     method = "full fine-tune" if config.lora.method == "full" else "lora"
+    fields = export_format.card_fields()
     return {
         "base_model": config.model.name_or_path,
-        "library_name": "gguf" if fmt in ("gguf", "ollama") else "transformers",
+        "library_name": fields["library_name"],
         "license": license_id or base_license(config) or "other",
         "pipeline_tag": "text-generation",
-        "tags": ["tuneforge", method, *(["qlora"] if config.quant.mode == "4bit" else []), fmt],
+        "tags": ["tuneforge", method, *(["qlora"] if config.quant.mode == "4bit" else []), *fields["tags"]],
     }
 
 
@@ -65,20 +71,23 @@ def fmt(value) -> str:
     return "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def model_card(run: RunDir, config: RunConfig, fmt_name: str, check: dict, license_id: str | None) -> str:
+def model_card(
+    run: RunDir, config: RunConfig, export_format: ExportFormat, check: dict, license_id: str | None
+) -> str:
     manifest = read_manifest(run.manifest)
     files = manifest.get("data_files", [])
     against = check["against_adapter_on_base"]
     lines = [
         "---",
-        yaml.safe_dump(metadata(config, fmt_name, license_id), sort_keys=False).strip(),
+        yaml.safe_dump(metadata(config, export_format, license_id), sort_keys=False).strip(),
         "---",
         "",
         f"# Fine-tune of {config.model.name_or_path}",
         "",
         f"Trained with tuneforge ({config.lora.method}, r={config.lora.r}, alpha={config.lora.alpha}, base "
         f"{'quantized to ' + config.quant.mode if config.quant.mode != 'none' else 'unquantized'}) for "
-        f"{manifest.get('global_step')} steps, then merged into the base and exported as `{fmt_name}`.",
+        f"{manifest.get('global_step')} steps, then merged into the base and exported as "
+        f"`{export_format.name}`.",
         "",
         "## Intended use",
         "",

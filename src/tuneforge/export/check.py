@@ -7,7 +7,8 @@ prompt. `export_check.json` holds the figures; a figure outside its format's tol
 `--allow-mismatch`.
 
 Tolerances (against the adapter on the base the merge used), by the coarser of the exported weights and
-the reference's dtype (a bf16 run exported as float32 is held to the 16-bit row):
+the reference's dtype (a bf16 run exported as float32 is held to the 16-bit row). Each format's `precision`
+(tuneforge.export.formats) puts the weights types it writes in a row:
 
     float32 (hf), f32 (gguf)      max |logit diff| <= 1e-3 and top-1 agreement >= 99%
     bfloat16/float16, f16/bf16    top-1 agreement >= 95%
@@ -33,7 +34,9 @@ from safetensors import safe_open
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.errors import TuneforgeError
 from tuneforge.eval.heldout import conversation, heldout_rows
-from tuneforge.infer.generate import Decoding, generate_ids
+from tuneforge.export.formats import FORMATS
+from tuneforge.infer.decoding import Decoding
+from tuneforge.infer.engine import engine_for
 from tuneforge.infer.load import LoadedRun
 from tuneforge.run.directory import RunDir
 
@@ -50,7 +53,8 @@ class Tolerance:
 
 
 # Coarser weights round every logit more; the check is held to the coarser of the reference and the export.
-PRECISION_RANK = {"float32": 0, "f32": 0, "bfloat16": 1, "float16": 1, "bf16": 1, "f16": 1, "q8_0": 2}
+# The reference's torch dtype names are ranked too: the hf format's weights are those same names.
+PRECISION_RANK = {weights: rank for fmt in FORMATS.values() for weights, rank in fmt.precision.items()}
 TOLERANCES = (
     Tolerance(min_top1=0.99, max_abs_diff=1e-3),
     Tolerance(min_top1=0.95),
@@ -60,7 +64,8 @@ TOLERANCES = (
 
 
 def tolerance(export_weights: str, reference_dtype: str) -> Tolerance:
-    """`export_weights`: the hf dtype or GGUF type written; `reference_dtype`: the adapter-on-base model's."""
+    """`export_weights`: the format's `weights` (a dtype or GGUF type); `reference_dtype`: the adapter-on-base
+    model's."""
     rank = max(PRECISION_RANK.get(export_weights, 3), PRECISION_RANK.get(reference_dtype, 3))
     return TOLERANCES[rank]
 
@@ -89,12 +94,8 @@ def run_reference(loaded: LoadedRun, probe: Probes) -> Outputs:
     model = loaded.model
     device = next(model.parameters()).device
     logits = [model(torch.tensor([ids], device=device)).logits[0].float().cpu() for ids in probe.inputs]
-    generated = generate_ids(
-        model,
-        probe.prompts,
-        pad_token_id=loaded.tokenizer.pad_token_id,
-        eos_token_id=loaded.tokenizer.eos_token_id,
-        decoding=Decoding(max_new_tokens=NEW_TOKENS, batch_size=1),
+    generated = engine_for(loaded).generate(
+        probe.prompts, decoding=Decoding(max_new_tokens=NEW_TOKENS), batch_size=1
     )
     return Outputs(logits, generated)
 

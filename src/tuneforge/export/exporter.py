@@ -1,11 +1,14 @@
 """`tuneforge export RUN_DIR --out DIR`: merge, write, check, describe, then publish the folder whole.
 
-Reads top to bottom: the destination and the tools a format needs are checked before any work; the
-adapter on its base runs the held-out probes (the reference); the merged weights are written as an `hf`
-folder (and converted to GGUF for `gguf` and `ollama`) in a hidden staging folder beside DIR; a fresh
-process reads the files back; the check, the model card and the metadata are written; only then is the
-staging folder renamed to DIR. Any failure (a bad adapter, a failed conversion, a check outside
-tolerance) leaves DIR as it was, and a staging folder left by a killed export is removed by the next one.
+Reads top to bottom: the destination and the tools the format needs are checked before any work; the
+adapter on its base runs the held-out probes (the reference); the format writes the merged weights into a
+hidden staging folder beside DIR; a fresh process reads the files back; the check, the model card and the
+metadata are written; only then is the staging folder renamed to DIR. Any failure (a bad adapter, a
+failed conversion, a check outside tolerance) leaves DIR as it was, and a staging folder left by a killed
+export is removed by the next one. What differs between formats is asked of the format object
+(`tuneforge.export.formats`), never decided here by its name.
+
+    export_run(Path("runs/quickstart"), Path("exports/q"), ExportOptions(format="gguf"))
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import gc
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
+from typing import get_args
 
 import torch
 
@@ -36,55 +39,32 @@ from tuneforge.export.check import (
     tolerance,
     within,
 )
-from tuneforge.export.gguf_convert import (
-    CONVERTER_TYPES,
-    QUANTIZE_TYPES,
-    convert,
-    converter_root,
-    find_quantize,
-)
+from tuneforge.export.formats import FORMATS
 from tuneforge.export.merge import MergeBase, merge
-from tuneforge.export.ollama import modelfile
+from tuneforge.export.options import DTYPE_CHOICES, ExportOptions
 from tuneforge.infer.load import EXPORT_CONFIG, EXPORT_INFO, LoadedRun, check_finished, load_run
 from tuneforge.run.directory import RunDir, check_not_protected
 
-Format = Literal["hf", "gguf", "ollama"]
-DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    format: Format = "hf"
-    dtype: str = "auto"  # hf weights: one of DTYPE_CHOICES; auto keeps the run's
-    quant: str = "f16"  # GGUF type for gguf and ollama: CONVERTER_TYPES or QUANTIZE_TYPES
-    merge_base: MergeBase = "unquantized"  # for a base trained in 4/8 bits; see tuneforge.export.merge
-    data_file: Path | None = None  # prompts for the check instead of the run's eval split
-    allow_mismatch: bool = False
-    overwrite: bool = False
-    license: str | None = None
-    trust_remote_code: bool = False
-
 
 def check_options(options: ExportOptions) -> None:
-    choices = {
-        "--format": (options.format, ("hf", "gguf", "ollama")),
-        "--dtype": (options.dtype, DTYPE_CHOICES),
-        "--quant": (options.quant, (*CONVERTER_TYPES, *QUANTIZE_TYPES)),
-        "--merge-base": (options.merge_base, ("unquantized", "dequantized")),
-    }
-    for flag, (value, allowed) in choices.items():
+    choices = {"format": tuple(FORMATS), "dtype": DTYPE_CHOICES}
+    # Every format's options are checked, not only the chosen one's: a mistyped --quant on an hf export is
+    # still a mistake the user wants to hear about.
+    for fmt in FORMATS.values():
+        for field, allowed in fmt.choices.items():
+            choices[field] = tuple(dict.fromkeys((*choices.get(field, ()), *allowed)))
+    choices["merge_base"] = get_args(MergeBase)
+    for field, allowed in choices.items():
+        value = getattr(options, field)
         if value not in allowed:
-            raise TuneforgeError(f"{flag} {value!r}: choose from {', '.join(allowed)}")
+            raise TuneforgeError(f"--{field.replace('_', '-')} {value!r}: choose from {', '.join(allowed)}")
 
 
 def prepare(out: Path, options: ExportOptions, notice) -> None:
     """Everything that can refuse the export without loading a model: options, destination, tools."""
     check_options(options)
     check_destination(out, options.overwrite)
-    if options.format != "hf":
-        if options.quant in QUANTIZE_TYPES:
-            find_quantize()
-        converter_root(notice)  # fetched now, once, rather than after minutes of merging
+    FORMATS[options.format].check_tools(options, notice)
 
 
 def check_destination(out: Path, overwrite: bool) -> None:
@@ -129,32 +109,34 @@ def process_alive(pid: int) -> bool:
 
 def export_run(run_dir: Path, out: Path, options: ExportOptions, notice=print) -> CheckResult:
     prepare(out, options, notice)
+    fmt = FORMATS[options.format]
     loaded, probe, reference, on_quantized = references(Path(run_dir), options)
     reference_dtype = str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
     model = merge(loaded.model, options.dtype)
-    weights = options.quant if options.format != "hf" else str(model.dtype).removeprefix("torch.")
+    weights = fmt.weights(options, model)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
-        gguf_name = write_model(model, loaded, staging, options, notice)
+        fmt.write(model, loaded, staging, options, notice)
+        model_file = fmt.model_file(options)
         del model
         loaded.model = None
         free_memory()  # the reader loads its own copy, on the same device
-        exported = run_reader(staging, gguf_name, probe, loaded.tokenizer)
+        exported = run_reader(staging, model_file, probe, loaded.tokenizer)
         limit = tolerance(weights, reference_dtype)
         against_base = compare(reference, exported)
         result = CheckResult(
             format=options.format,
             weights=weights,
             reference_dtype=reference_dtype,
-            reader=f"transformers{' GGUF loader' if gguf_name else ''}, separate process",
+            reader=f"{fmt.reader}, separate process",
             rows=len(probe.inputs),
             tolerance=asdict(limit),
             against_adapter_on_base=against_base,
             against_adapter_on_quantized_base=compare(on_quantized, exported) if on_quantized else None,
             passed=within(against_base, limit),
         )
-        describe(staging, RunDir(Path(run_dir)), result, options, loaded.data_format, gguf_name)
+        describe(staging, RunDir(Path(run_dir)), result, options, loaded.data_format, model_file)
         if not result.passed and not options.allow_mismatch:
             raise TuneforgeError(
                 f"the export does not match the model it came from: {summary(result)} (tolerance "
@@ -190,40 +172,13 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def write_model(model, loaded: LoadedRun, staging: Path, options: ExportOptions, notice) -> str | None:
-    """The merged model as an hf folder in `staging`, or converted to GGUF there; returns the GGUF's name."""
-    hf_dir = staging if options.format == "hf" else staging / ".hf"
-    hf_dir.mkdir(parents=True)
-    tokenizer = loaded.tokenizer
-    generation = model.generation_config
-    eos = generation.eos_token_id if isinstance(generation.eos_token_id, list) else [generation.eos_token_id]
-    # The run's EOS first: where training taught the model to stop. The base's own stay as extra stops.
-    generation.eos_token_id = [
-        tokenizer.eos_token_id,
-        *(i for i in eos if i not in (None, tokenizer.eos_token_id)),
-    ]
-    generation.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(hf_dir, safe_serialization=True)
-    tokenizer.save_pretrained(hf_dir)
-    if options.format == "hf":
-        return None
-    gguf_name = f"model-{options.quant}.gguf"
-    convert(hf_dir, staging / gguf_name, options.quant, notice)
-    shutil.rmtree(hf_dir)
-    if options.format == "ollama":
-        (staging / "Modelfile").write_text(
-            modelfile(loaded.encoder, gguf_name, loaded.config.data.system_prompt)
-        )
-    return gguf_name
-
-
 def describe(
-    staging: Path, run: RunDir, result: CheckResult, options: ExportOptions, data_format, gguf_name
+    staging: Path, run: RunDir, result: CheckResult, options: ExportOptions, data_format, model_file
 ) -> None:
     config = load_config(run.config)
     (staging / "export_check.json").write_text(result.to_json())
     (staging / "README.md").write_text(
-        model_card(run, config, options.format, asdict(result), options.license)
+        model_card(run, config, FORMATS[options.format], asdict(result), options.license)
     )
     shutil.copyfile(run.config, staging / EXPORT_CONFIG)
     info = {
@@ -232,7 +187,7 @@ def describe(
         "run": run.root.name,  # the name only: the folder may be published
         "format": options.format,
         "weights": result.weights,
-        "gguf_file": gguf_name,
+        "gguf_file": model_file,
         "data_format": data_format,
         "merged": merge_note(config.quant.mode, options.merge_base),
         "check_passed": result.passed,

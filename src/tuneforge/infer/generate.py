@@ -1,36 +1,32 @@
-"""Batched generation from a loaded run, shared by `tuneforge generate` and `tuneforge eval`.
+"""Batched generation from a loaded run, for `tuneforge generate` and `tuneforge eval`, through the run's
+engine (`tuneforge.infer.engine`, the backend its `serve.backend` names).
 
 Prompts are built by the data stage's encoder (`ChatEncoder.prompt_ids`), the same code that built the
-training samples. Batches are grouped by prompt length (longest first, so a batch that does not fit
-fails at once), padded on the left so every prompt ends where generation starts, and decoded with the
-KV cache. Greedy by default; batched greedy output equals one-at-a-time output (tested, and compared in
-bench/generate.py).
+training samples; answers are decoded without special tokens and stripped. Greedy by default; batched
+greedy output equals one-at-a-time output (tested, and compared in bench/generate.py).
 
     texts = generate(loaded, [[{"role": "user", "content": "count the lines in notes.txt"}]])
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tuneforge.data.shapes import Message
-from tuneforge.infer.load import LoadedRun
+from tuneforge.errors import TuneforgeError
+from tuneforge.infer.decoding import Decoding
+from tuneforge.infer.engine import engine_for
+from tuneforge.infer.inputs import plain_prompt, prompts_from_file
+from tuneforge.infer.load import LoadedRun, load_run
+from tuneforge.run.files import check_writable, write_atomically
 
-
-@dataclass(frozen=True)
-class Decoding:
-    max_new_tokens: int = 128
-    batch_size: int = 8
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 42
+Score = Callable[[Sequence[str], Sequence[Sequence[str]]], float]
 
 
 def generate(
@@ -38,65 +34,57 @@ def generate(
     conversations: list[list[Message]],
     decoding: Decoding = Decoding(),
     console: Console | None = None,
+    *,
+    batch_size: int = 8,
 ) -> list[str]:
     """The assistant's next turn for each conversation."""
     prompts = [loaded.encoder.prompt_ids(messages) for messages in conversations]
-    tokenizer = loaded.tokenizer
     with rows_progress(console, len(prompts)) as advance:
-        outputs = generate_ids(
-            loaded.model,
-            prompts,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoding=decoding,
-            on_batch=advance,
+        outputs = engine_for(loaded).generate(
+            prompts, decoding=decoding, batch_size=batch_size, on_batch=advance
         )
+    tokenizer = loaded.tokenizer
     return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in outputs]
 
 
-@torch.inference_mode()
-def generate_ids(
-    model: torch.nn.Module,
-    prompts: list[list[int]],
+def generate_rows(
+    run_dir: Path,
     *,
-    pad_token_id: int,
-    eos_token_id: int,
-    decoding: Decoding = Decoding(),
-    on_batch: Callable[[int], None] = lambda rows: None,
-) -> list[list[int]]:
-    """The new ids after each prompt, in the prompts' order."""
-    device = next(model.parameters()).device
-    if decoding.do_sample:
-        torch.manual_seed(decoding.seed)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-    outputs: list[list[int]] = [[] for _ in prompts]
-    for start in range(0, len(order), decoding.batch_size):
-        chosen = order[start : start + decoding.batch_size]
-        batch = [prompts[i] for i in chosen]
-        longest = max(len(ids) for ids in batch)
-        input_ids = torch.tensor(
-            [[pad_token_id] * (longest - len(ids)) + ids for ids in batch], device=device
+    prompts: list[str],
+    input_path: Path | None,
+    output_path: Path | None,
+    decoding: Decoding,
+    batch_size: int,
+    base_only: bool,
+    show: int,
+    trust_remote_code: bool,
+    console: Console,
+    score: Score,
+) -> None:
+    """`tuneforge generate`: prompts and input rows through the run's model, written and shown; rows that
+    hold their answer are scored with `score` (the eval stage's exact match, which this stage sits below)."""
+    if not prompts and not input_path:
+        raise TuneforgeError("nothing to generate: pass --prompt TEXT or --input FILE")
+    if output_path:
+        check_writable(output_path)  # before the work, not after it
+    loaded = load_run(run_dir, base_only=base_only, trust_remote_code=trust_remote_code)
+    data = loaded.config.data
+    rows = [plain_prompt(p, data) for p in prompts]
+    rows += prompts_from_file(input_path, data, loaded.data_format) if input_path else []
+    texts = generate(loaded, [row.messages for row in rows], decoding, console, batch_size=batch_size)
+    if output_path:
+        lines = [json.dumps({**row.row, "generation": text}, default=str) for row, text in zip(rows, texts)]
+        write_atomically(output_path, "".join(line + "\n" for line in lines))
+        console.print(f"wrote {len(rows)} rows to {output_path}")
+    for row, text in list(zip(rows, texts))[: show if output_path else len(rows)]:
+        expected = f"  [dim](expected: {row.reference})[/]" if row.reference is not None else ""
+        console.print(f"[bold]>>> {row.messages[-1]['content']}[/]\n{text}{expected}", highlight=False)
+    references = [row.reference for row in rows]
+    if all(reference is not None for reference in references):
+        exact = score(texts, [[r] for r in references])
+        console.print(
+            f"exact match: [bold]{exact:.1f}%[/] of {len(rows)} ({'base' if base_only else 'fine-tuned'})"
         )
-        attention = torch.tensor(
-            [[0] * (longest - len(ids)) + [1] * len(ids) for ids in batch], device=device
-        )
-        sampling = (
-            {"temperature": decoding.temperature, "top_p": decoding.top_p} if decoding.do_sample else {}
-        )
-        generated = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention,
-            max_new_tokens=decoding.max_new_tokens,
-            do_sample=decoding.do_sample,
-            eos_token_id=eos_token_id,
-            pad_token_id=pad_token_id,
-            use_cache=True,
-            **sampling,
-        )
-        for i, row in zip(chosen, generated[:, longest:].tolist()):
-            outputs[i] = row[: row.index(eos_token_id) + 1] if eos_token_id in row else row
-        on_batch(len(chosen))
-    return outputs
 
 
 class rows_progress:  # noqa: N801 - used as a context manager, reads like a statement

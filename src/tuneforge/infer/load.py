@@ -1,15 +1,23 @@
-"""Load a finished run for inference: the base model plus the run's adapter, on this process's device,
+"""Load finished runs for inference: the base model plus the run's adapter, on this process's device,
 with the tokenizer (and so the chat template) saved with the adapter. An `hf` export folder
 (`tuneforge export`) loads too: the merged weights, with the run's config saved beside them.
 
+`load_models` loads several runs and exports for an engine, each under a name. Runs that share a base
+model (same model and quant sections) share one copy of it: the first run's adapter is loaded with peft,
+every other run's is added beside it (peft multi-adapter), and the base itself is served under its own
+name with the adapters switched off. An `hf` export and a full fine-tune are whole models, loaded alone.
+
     loaded = load_run("runs/quickstart")
     loaded = load_run("exports/quickstart")
+    served = load_models([Path("runs/a"), Path("runs/b")])   # names: a, b, and the base's
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +30,7 @@ from tuneforge.config.loading import load_config
 from tuneforge.config.schema import QuantConfig, RunConfig
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.errors import TuneforgeError
-from tuneforge.model.load import load_base_model, process_device, resolve_dtype
+from tuneforge.model.load import context_length, load_base_model, process_device, resolve_dtype
 from tuneforge.run.directory import RunDir
 from tuneforge.run.manifest import read_manifest
 
@@ -49,12 +57,58 @@ class LoadedRun:
     encoder: ChatEncoder
     data_format: str | None  # the row shape training detected, for reading input files the same way
 
+    def served(self, name: str = "model") -> Served:
+        """This run as an engine's one model, prompted as training prompted it."""
+        return served_entry(
+            name, self.model, active_adapter(self.model), self.encoder, self.config.data.system_prompt
+        )
+
+
+@dataclass
+class Served:
+    """One model an engine answers for, under a name."""
+
+    name: str
+    model: object  # a PeftModel shared by the adapters on one base, or a whole model
+    adapter: str | None  # the peft adapter to activate; None: adapters off (the base) or a whole model
+    encoder: ChatEncoder
+    system_prompt: str | None  # the run's data.system_prompt, put first as training did
+    stop_ids: list[int] = field(default_factory=list)
+    context: int | None = None
+    source: str = ""
+    base_name: str | None = None  # the served name of this adapter's base, for base-vs-tuned answers
+
+    @property
+    def weights(self) -> int:
+        """Requests for different weight objects never share a batch."""
+        return id(self.model)
+
+
+def active_adapter(model) -> str | None:
+    """A lone run's own adapter, so an engine keeps it on; peft's disable_adapter() around the engine (eval's
+    base) still turns it off, since the engine switches adapters only when another one is active."""
+    return model.active_adapter if isinstance(model, PeftModel) else None
+
 
 BaseWeights = Literal["trained", "unquantized", "dequantized"]
 
 # What `tuneforge export --format hf` writes beside the merged weights.
 EXPORT_INFO = "tuneforge_export.json"
 EXPORT_CONFIG = "tuneforge_run.yaml"
+
+
+@contextmanager
+def loading(source: Path, hint: str) -> Iterator[None]:
+    """What transformers, peft and safetensors raise for a damaged or mismatched folder, said as a user
+    error that names the folder."""
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise TuneforgeError(f"{source} cannot be loaded ({type(exc).__name__}: {exc}); {hint}") from exc
+
+
+def adapter_hint(config: RunConfig) -> str:
+    return f"is it complete, and saved for this base model ({config.model.name_or_path})?"
 
 
 def is_hf_export(folder: Path) -> bool:
@@ -66,7 +120,7 @@ def load_export(folder: Path, base_only: bool = False, trust_remote_code: bool =
     loads the base model the run started from instead, for comparisons."""
     config = load_config(folder / EXPORT_CONFIG)
     check_consent(config, folder / EXPORT_CONFIG, trust_remote_code)
-    try:
+    with loading(folder, "is it complete?"):
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if base_only:
             model, _ = load_base_model(config.model, config.quant)
@@ -74,10 +128,6 @@ def load_export(folder: Path, base_only: bool = False, trust_remote_code: bool =
             model = AutoModelForCausalLM.from_pretrained(
                 folder, dtype="auto", trust_remote_code=config.model.trust_remote_code
             )
-    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise TuneforgeError(
-            f"{folder} cannot be loaded ({type(exc).__name__}: {exc}); is it complete?"
-        ) from exc
     if config.quant.mode == "none" or not base_only:  # quantized weights were placed as they loaded
         model.to(process_device())
     model.eval()
@@ -139,7 +189,7 @@ def load_run(
         config = config.model_copy(update={"model": model_section, "quant": QuantConfig()})
     check_consent(config, run.config, trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(run.adapter)  # holds the chat template training used
-    try:
+    with loading(run.adapter, adapter_hint(config)):
         if config.lora.method == "full" and not base_only:
             model = AutoModelForCausalLM.from_pretrained(run.adapter, dtype=resolve_dtype(config.model.dtype))
         else:
@@ -149,11 +199,6 @@ def load_run(
             if not base_only:
                 model = PeftModel.from_pretrained(model, run.adapter)
                 check_adapter_covers(model, run.adapter, config.model.name_or_path)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise TuneforgeError(
-            f"{run.adapter} cannot be loaded ({type(exc).__name__}: {exc}); is it complete, and saved for "
-            f"this base model ({config.model.name_or_path})?"
-        ) from exc
     if (
         config.quant.mode == "none" or dequantize
     ):  # quantized weights were placed on the device as they loaded
@@ -161,3 +206,73 @@ def load_run(
     model.eval()
     data_format = read_manifest(run.manifest).get("data_format")
     return LoadedRun(model, tokenizer, config, ChatEncoder(tokenizer), data_format)
+
+
+def load_models(paths: list[Path], trust_remote_code: bool = False) -> dict[str, Served]:
+    """Runs and exports under their folder names; adapters on one base share it, and the base is served
+    too (see the module docstring)."""
+    served: dict[str, Served] = {}
+    bases: dict[str, Served] = {}  # base key -> the base's own entry, holding the shared PeftModel
+    for path in paths:
+        name = path.resolve().name
+        if name in served:
+            raise TuneforgeError(
+                f"two models are named {name!r} ({path}); serve folders with different names"
+            )
+        if is_hf_export(path) or load_config(RunDir(path).config).lora.method == "full":
+            loaded = load_run(path, trust_remote_code=trust_remote_code)
+            served[name] = served_entry(
+                name, loaded.model, None, loaded.encoder, loaded.config.data.system_prompt, str(path)
+            )
+            continue
+        # peft adapter names become module names: no dots, so not the folder name.
+        served[name] = add_adapter(path, name, f"adapter_{len(served)}", bases, trust_remote_code)
+    for base in bases.values():
+        while base.name in served:
+            base.name = f"{base.name}-base"
+        for adapter in served.values():
+            if adapter.model is base.model:
+                adapter.base_name = base.name
+        served[base.name] = base
+    return served
+
+
+def add_adapter(
+    path: Path, name: str, adapter: str, bases: dict[str, Served], trust_remote_code: bool
+) -> Served:
+    run = RunDir(path)
+    check_finished(run)
+    config = load_config(run.config)
+    key = json.dumps([config.model.model_dump(), config.quant.model_dump()], sort_keys=True)
+    encoder = ChatEncoder(AutoTokenizer.from_pretrained(run.adapter))
+    system = config.data.system_prompt
+    with loading(run.adapter, adapter_hint(config)):
+        if key not in bases:
+            base = load_run(path, base_only=True, trust_remote_code=trust_remote_code).model
+            shared = PeftModel.from_pretrained(base, run.adapter, adapter_name=adapter)
+            base_name = Path(config.model.gguf_file or config.model.name_or_path).stem or "base"
+            bases[key] = served_entry(base_name, shared, None, encoder, system, config.model.name_or_path)
+        else:
+            bases[key].model.load_adapter(run.adapter, adapter_name=adapter)
+        check_adapter_covers(bases[key].model, run.adapter, config.model.name_or_path, adapter_name=adapter)
+    bases[key].model.eval()
+    return served_entry(name, bases[key].model, adapter, encoder, system, str(path))
+
+
+def served_entry(
+    name: str, model, adapter: str | None, encoder: ChatEncoder, system_prompt: str | None, source: str = ""
+) -> Served:
+    # Chat models often end a turn with a token other than the tokenizer's EOS, named in generation_config.
+    eos = model.generation_config.eos_token_id
+    extra = eos if isinstance(eos, list) else [eos]
+    stops = [encoder.tokenizer.eos_token_id, *(i for i in extra if i is not None)]
+    return Served(
+        name=name,
+        model=model,
+        adapter=adapter,
+        encoder=encoder,
+        system_prompt=system_prompt,
+        stop_ids=list(dict.fromkeys(stops)),
+        context=context_length(model.config),
+        source=source,
+    )

@@ -1,3 +1,5 @@
-"""Serve stage (to come, issue "Use the model"): terminal chat, a Gradio app and an OpenAI-compatible
-server, all prompting through `tuneforge.infer` and the data stage's encoder. Empty until that issue lands.
+"""Serve stage: a trained model in front of people and programs. Owns the terminal chat (`chat`), the
+Gradio app (`webapp`), the OpenAI-compatible HTTP server (`routes`, with its wire format in `protocol`)
+and opening the engine they share (`server`). Loading models, decoding and generation are
+`tuneforge.infer`'s: every answer here comes from an `infer.engine.Engine`.
 """

@@ -6,10 +6,13 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from rich.console import Console
 
-from tuneforge.serve.engine import Decoding, Engine
+from tuneforge.infer.decoding import Decoding
+from tuneforge.infer.engine import Engine
+from tuneforge.serve.server import open_engine
 
 HELP = "/reset forgets the conversation · /system TEXT sets the system message · /set temperature|top_p|max_tokens V · /exit"
 
@@ -106,3 +109,9 @@ def chat_loop(engine: Engine, name: str, console: Console, read: Callable[[str],
                 break
             continue
         reply(engine, name, conversation, line, console)
+
+
+def run_chat(path: Path, overrides: list[str], trust_remote_code: bool, console: Console) -> None:
+    """`tuneforge chat`: one run or export in the terminal until /exit or end of input."""
+    engine = open_engine([path], overrides, trust_remote_code)
+    chat_loop(engine, path.resolve().name, console)

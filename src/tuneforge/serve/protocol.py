@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 
 class Body(BaseModel):
@@ -88,6 +88,92 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class StreamError(BaseModel):
+    """An error after a stream has begun: only message and type, as OpenAI's streams send it."""
+
+    message: str | None
+    type: str
+
+
+class StreamErrorBody(BaseModel):
+    error: StreamError
+
+
+class Health(BaseModel):
+    status: str
+    models: list[str]
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    finish_reason: str
+    message: AssistantMessage
+
+
+class TextChoice(BaseModel):
+    index: int = 0
+    finish_reason: str
+    text: str
+    logprobs: None = None
+
+
+class Completion(BaseModel):
+    """A whole answer: chat.completion or text_completion."""
+
+    id: str
+    object: Literal["chat.completion", "text_completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice | TextChoice]
+    usage: Usage
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_present(self, handler) -> dict:
+        # A chunk's delta carries only what changed: the role once, then content, then nothing.
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class ChatChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    finish_reason: str | None
+
+
+class TextChunkChoice(BaseModel):
+    index: int = 0
+    text: str
+    logprobs: None = None
+    finish_reason: str | None
+
+
+class Chunk(BaseModel):
+    """One server-sent event of a streamed answer; the last, when asked for, has no choices and the usage."""
+
+    id: str
+    object: Literal["chat.completion.chunk", "text_completion"]
+    created: int
+    model: str
+    choices: list[ChatChunkChoice | TextChunkChoice]
+    usage: Usage | None = None
+
+    @model_serializer(mode="wrap")
+    def _usage_when_given(self, handler) -> dict:
+        body = handler(self)
+        if body["usage"] is None:
+            del body["usage"]
+        return body
 
 
 def completion_id(prefix: str) -> str:

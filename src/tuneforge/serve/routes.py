@@ -19,13 +19,29 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tuneforge.serve.engine import Busy, Decoding, Engine, Event
+from tuneforge.infer.decoding import Decoding
+from tuneforge.infer.engine import Engine
+from tuneforge.infer.requests import Busy, Event
 from tuneforge.serve.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
     ChatCompletionRequest,
+    Chunk,
+    Completion,
     CompletionRequest,
+    Delta,
+    ErrorBody,
+    ErrorDetail,
+    Health,
     ModelCard,
     ModelList,
     Sampling,
+    StreamError,
+    StreamErrorBody,
+    TextChoice,
+    TextChunkChoice,
+    Usage,
     completion_id,
     now,
 )
@@ -40,8 +56,8 @@ class ApiError(Exception):
 
 
 def error_response(status: int, message: str, kind: str, param=None, code=None) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
+    body = ErrorBody(error=ErrorDetail(message=message, type=kind, param=param, code=code))
+    return JSONResponse(body.model_dump(), status_code=status)
 
 
 def check_key(request: Request) -> None:
@@ -72,9 +88,9 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
     return error_response(exc.status_code, str(exc.detail), "invalid_request_error")
 
 
-def health(request: Request) -> dict:
+def health(request: Request) -> Health:
     engine = request.app.state.engine
-    return {"status": "ok" if engine.alive() else "engine stopped", "models": list(engine.served)}
+    return Health(status="ok" if engine.alive() else "engine stopped", models=list(engine.served))
 
 
 def models(request: Request) -> ModelList:
@@ -175,7 +191,13 @@ def decoding_of(engine: Engine, body: Sampling, ids: list[int], limit: int | Non
             "messages",
             "context_length_exceeded",
         )
-    return Decoding(wanted, body.temperature, body.top_p, body.seed, tuple(body.stop_strings()))
+    return Decoding(
+        max_new_tokens=wanted,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=tuple(body.stop_strings()),
+    )
 
 
 async def answer(request: Request, body: Sampling, ids: list[int], limit: int | None, chat: bool):
@@ -226,54 +248,51 @@ def raise_failure(event: Event) -> None:
         raise ApiError(500, f"generation failed: {event.error}", "server_error")
 
 
-def usage_of(event: Event) -> dict:
+def usage_of(event: Event) -> Usage:
     total = event.prompt_tokens + event.completion_tokens
-    return {
-        "prompt_tokens": event.prompt_tokens,
-        "completion_tokens": event.completion_tokens,
-        "total_tokens": total,
-    }
+    return Usage(
+        prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens, total_tokens=total
+    )
 
 
 def finish_reason(event: Event) -> str:
     return "length" if event.finish_reason in ("length", "timeout", "cancelled") else "stop"
 
 
-def whole_response(ident: str, model: str, chat: bool, text: str, last: Event) -> dict:
-    choice = {"index": 0, "finish_reason": finish_reason(last)}
-    if chat:
-        choice["message"] = {"role": "assistant", "content": text}
-    else:
-        choice["text"] = text
-        choice["logprobs"] = None
+def whole_response(ident: str, model: str, chat: bool, text: str, last: Event) -> Completion:
+    reason = finish_reason(last)
+    choice = (
+        ChatChoice(finish_reason=reason, message=AssistantMessage(content=text))
+        if chat
+        else TextChoice(finish_reason=reason, text=text)
+    )
     kind = "chat.completion" if chat else "text_completion"
-    return {
-        "id": ident,
-        "object": kind,
-        "created": now(),
-        "model": model,
-        "choices": [choice],
-        "usage": usage_of(last),
-    }
+    return Completion(
+        id=ident, object=kind, created=now(), model=model, choices=[choice], usage=usage_of(last)
+    )
+
+
+def event_line(body) -> str:
+    return f"data: {json.dumps(body.model_dump())}\n\n"
+
+
+def stream_chunk(
+    ident: str, model: str, chat: bool, delta: str | None, reason: str | None, role: bool
+) -> Chunk:
+    if chat:
+        content = Delta(role="assistant", content=delta or "") if role else Delta(content=delta or None)
+        choice = ChatChunkChoice(delta=content, finish_reason=reason)
+    else:
+        choice = TextChunkChoice(text=delta or "", finish_reason=reason)
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    return Chunk(id=ident, object=kind, created=now(), model=model, choices=[choice])
 
 
 async def stream(
     job, events: asyncio.Queue, model: str, ident: str, chat: bool, usage: bool
 ) -> AsyncIterator[str]:
-    kind = "chat.completion.chunk" if chat else "text_completion"
-
     def chunk(delta: str | None, reason: str | None, role: bool = False) -> str:
-        if chat:
-            content = (
-                {"role": "assistant", "content": delta or ""}
-                if role
-                else ({"content": delta} if delta else {})
-            )
-            choice = {"index": 0, "delta": content, "finish_reason": reason}
-        else:
-            choice = {"index": 0, "text": delta or "", "logprobs": None, "finish_reason": reason}
-        body = {"id": ident, "object": kind, "created": now(), "model": model, "choices": [choice]}
-        return f"data: {json.dumps(body)}\n\n"
+        return event_line(stream_chunk(ident, model, chat, delta, reason, role))
 
     try:
         if chat:
@@ -288,22 +307,17 @@ async def stream(
                     if event.finish_reason == "timeout"
                     else event.error
                 )
-                yield f"data: {json.dumps({'error': {'message': message, 'type': event.finish_reason}})}\n\n"
+                yield event_line(
+                    StreamErrorBody(error=StreamError(message=message, type=event.finish_reason))
+                )
                 break
             if event.delta:
                 yield chunk(event.delta, None)
             if event.finish_reason is not None:
                 yield chunk(None, finish_reason(event))
                 if usage:
-                    body = {
-                        "id": ident,
-                        "object": kind,
-                        "created": now(),
-                        "model": model,
-                        "choices": [],
-                        "usage": usage_of(event),
-                    }
-                    yield f"data: {json.dumps(body)}\n\n"
+                    last = stream_chunk(ident, model, chat, None, None, False)
+                    yield event_line(last.model_copy(update={"choices": [], "usage": usage_of(event)}))
                 break
         yield "data: [DONE]\n\n"
     finally:

@@ -5,15 +5,19 @@ tuneforge serve runs/a runs/b --port 8000 --api-key KEY
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from rich.console import Console
 
 from tuneforge.config.loading import load_config, with_overrides
 from tuneforge.config.schema import ServeConfig
 from tuneforge.errors import TuneforgeError
-from tuneforge.infer.load import EXPORT_CONFIG, is_hf_export
+from tuneforge.infer.engine import Engine, build_engine
+from tuneforge.infer.load import EXPORT_CONFIG, is_hf_export, load_models
 from tuneforge.run.directory import RunDir
-from tuneforge.serve.engine import Engine
-from tuneforge.serve.models import load_models
+
+LOCAL = ("127.0.0.1", "localhost", "::1")
 
 
 def serve_limits(first: Path, overrides: list[str]) -> ServeConfig:
@@ -28,7 +32,7 @@ def open_engine(paths: list[Path], overrides: list[str], trust_remote_code: bool
     if not paths:
         raise TuneforgeError("give at least one run directory or hf export")
     limits = serve_limits(paths[0], overrides)
-    return Engine(load_models(paths, trust_remote_code), limits).start()
+    return build_engine(load_models(paths, trust_remote_code), limits).start()
 
 
 def run_server(engine: Engine, host: str, port: int, api_key: str | None) -> None:
@@ -37,3 +41,27 @@ def run_server(engine: Engine, host: str, port: int, api_key: str | None) -> Non
     from tuneforge.serve.routes import build_app
 
     uvicorn.run(build_app(engine, api_key), host=host, port=port, log_level="warning")
+
+
+def serve_models(
+    paths: list[Path],
+    *,
+    host: str,
+    port: int,
+    api_key: str | None,
+    overrides: list[str],
+    trust_remote_code: bool,
+    console: Console,
+) -> None:
+    """`tuneforge serve`: the models behind the OpenAI-compatible server until it is stopped."""
+    key = api_key or os.environ.get("TUNEFORGE_API_KEY") or None
+    if host not in LOCAL and key is None:
+        console.print("[yellow]warning:[/] serving beyond this machine without --api-key", highlight=False)
+    engine = open_engine(paths, overrides, trust_remote_code)
+    console.print(
+        f"serving {', '.join(engine.served)} on http://{host}:{port}/v1 ({'key required' if key else 'no key'})",
+        highlight=False,
+    )
+    if not engine.served:
+        raise TuneforgeError("nothing to serve")
+    run_server(engine, host, port, key)

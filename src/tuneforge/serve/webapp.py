@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import queue
 from collections.abc import Iterator
+from pathlib import Path
 
-from tuneforge.serve.engine import Decoding, Engine
+from rich.console import Console
+
+from tuneforge.infer.decoding import Decoding
+from tuneforge.infer.engine import Engine
+from tuneforge.serve.server import open_engine
 
 
 def stream_pair(engine: Engine, jobs: dict[str, list[int]], decoding: Decoding) -> Iterator[dict[str, str]]:
@@ -102,3 +107,18 @@ def build_app(engine: Engine):
         for control in (clear.click, model.change):  # a new model or a clear stops the answer being written
             control(lambda: ([], []), None, [tuned_chat, base_chat], cancels=[answering])
     return app
+
+
+def run_app(
+    paths: list[Path],
+    *,
+    host: str,
+    port: int,
+    overrides: list[str],
+    trust_remote_code: bool,
+    console: Console,
+) -> None:
+    """`tuneforge app`: the models behind the Gradio chat until it is stopped."""
+    engine = open_engine(paths, overrides, trust_remote_code)
+    console.print(f"app on http://{host}:{port} · models: {', '.join(engine.served)}", highlight=False)
+    build_app(engine).launch(server_name=host, server_port=port, quiet=True)

@@ -1,6 +1,10 @@
-"""Train stage: the supervised fine-tuning recipe.
+"""Train stage: a whole run config in, a finished run directory out.
 
-Owns `run_finetune` (a whole run config in, a finished run directory out, reading top to bottom), the
-transformers Trainer it assembles (arguments, collator, packing), its callbacks, and `tuneforge data`'s
-preview, which combines what the data and model stages report. A recipe sees the whole run config.
+`run` is the method-agnostic driver (run directory, lock, manifest, resume, signals, processes, final
+evaluation, reports). Each `train.method` is a `Recipe` (`recipe`: the interface) registered by name in
+`methods`, the one place that maps a method to its code: `sft` (supervised) and `preference` (dpo, simpo,
+orpo, kto, with `preference_trainer` and `preference_loss`). Recipes build from `builders` (model, data
+per machine, Trainer arguments, callbacks) and `trainer` (the transformers Trainer, packing, the selective
+loss). `preview` is `tuneforge data`, `planning` is `tuneforge plan`; both ask the recipe. Recipes and the
+CLI are the only code that sees the whole run config.
 """

@@ -1,389 +1,133 @@
-"""The training run: a whole run config in, a finished run directory out. Reads top to bottom.
+"""The supervised fine-tuning recipe (train.method: sft): answers (or whole documents) as labels.
 
-What is the method's own (data, trainer, a step before training) comes from a `Recipe`: supervised
-fine-tuning is defined here, preference tuning (train.method dpo, simpo, orpo, kto) in train/preference.py.
-Everything else (run directory, lock, manifest, resume, signals, processes, reports) is shared.
+model -> samples through the one encoder (the data stage's samples track), checked by preflight -> the
+transformers Trainer with padding or packing, the selective loss and, optionally, generation metrics at
+every evaluation. `train/run.py` runs it like every other method.
 
-Nothing is written before the model and data pass their checks: a bad config, file or template leaves an
-existing run as it was (and no new folder behind). From the first step on, manifest.json says the truth:
-running, finished, failed (with the error) or interrupted (Ctrl-C / SIGTERM: a checkpoint, then a clean
-stop and the command that resumes).
-
-from tuneforge.config.loading import load_config
-from tuneforge.train.sft import run_finetune
-run_finetune(load_config("examples/quickstart.yaml"), "runs/quickstart")
+    tuneforge train examples/quickstart.yaml
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass
-from pathlib import Path
-
-import torch
 from rich.console import Console
-from transformers import TrainerCallback, set_seed
-from transformers.integrations import TensorBoardCallback
+from rich.table import Table
 
-from tuneforge.config.loading import config_to_yaml
 from tuneforge.config.schema import RunConfig
+from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.preflight import enforce
-from tuneforge.data.prepare import PreparedData, prepare_data
-from tuneforge.data.report import show_data, show_preflight
-from tuneforge.errors import TuneforgeError
+from tuneforge.data.prepare import prepare_data
+from tuneforge.data.prepared import PreparedData
+from tuneforge.data.report import histogram, length_line, rendered_sample, show_data, show_preflight
+from tuneforge.data.samples import SAMPLES
+from tuneforge.data.tokenize import percentile
 from tuneforge.eval.scoring import GenerationScorer
-from tuneforge.infer.generate import Decoding
-from tuneforge.model.build import ModelBundle, build_model, load_trained, save_trained
+from tuneforge.infer.decoding import Decoding
+from tuneforge.model.build import ModelBundle
 from tuneforge.model.load import context_length
-from tuneforge.model.report import show_parameters
-from tuneforge.model.start import check_same_template
-from tuneforge.run.checkpoints import newest_complete, remove_incomplete, resume_point, step_of
-from tuneforge.run.directory import RunDir
-from tuneforge.run.files import write_atomically
-from tuneforge.run.lock import RunLock
-from tuneforge.run.manifest import ENDED, now, read_manifest, resume_record, start_fields, write_manifest
-from tuneforge.run.metrics import keep_metrics_up_to, read_metrics
-from tuneforge.run.plots import plot_loss, plot_rewards
-from tuneforge.run.processes import barrier, join_process_group, main_process, node_main_first, world_size
-from tuneforge.train.callbacks import MetricsFileCallback, RichProgressCallback
-from tuneforge.train.distributed import Layout, check_strategy, resolve_strategy, strategy_arguments
-from tuneforge.train.guards import (
-    GracefulStop,
-    NonFiniteGuard,
-    SealCheckpoints,
-    StopBeforeTraining,
-    all_trained_finite,
+from tuneforge.train.builders import (
+    load_model,
+    preflight_json,
+    prepare_per_machine,
+    requested_length,
+    run_arguments,
+    run_callbacks,
+    selective_allowed,
+    target_matches,
 )
-from tuneforge.train.preview import requested_length
-from tuneforge.train.resume import (
-    check_resumable,
-    check_same_data,
-    check_same_global_batch,
-    saved_train_section,
-)
-from tuneforge.train.selective_loss import causal_lm
-from tuneforge.train.summary import show_before_after
-from tuneforge.train.trainer import build_trainer, training_arguments, use_packing
+from tuneforge.train.recipe import Recipe
+from tuneforge.train.trainer import build_trainer, use_packing
+
+PERCENTILES = (0.5, 0.9, 0.95, 0.99)
 
 
-@dataclass
-class FinetuneResult:
-    run_dir: Path
-    eval_before: dict | None
-    eval_after: dict | None
-    global_step: int
-    interrupted: str | None = None  # the signal that stopped the run; a checkpoint holds its progress
+class SFTRecipe(Recipe):
+    name = "sft"
 
+    def prepare_data(self, config, tokenizer, max_length, context_length) -> PreparedData:
+        return prepare_data(config.data, tokenizer, max_length, context_length, track=SAMPLES)
 
-@dataclass(frozen=True)
-class Recipe:
-    """What a training method brings; `run_finetune` does the rest."""
+    def prepare(self, config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedData]:
+        bundle = load_model(config, console)
+        limit = context_length(bundle.model.config)
+        data = prepare_per_machine(
+            config,
+            bundle,
+            lambda: self.prepare_data(config, bundle.tokenizer, requested_length(config), limit),
+        )
+        show_data(console, data, bundle.tokenizer, requested_length(config))
+        show_preflight(console, data.preflight)
+        enforce(data.preflight)
+        return bundle, data
 
-    # (config, console) -> (ModelBundle, data): model and checked data, before anything is written
-    prepare: Callable
-    # (config, bundle, data, run, callbacks, console, resuming) -> the Trainer
-    assemble: Callable
-    # (config, run, bundle, data, resuming) -> None: before the Trainer exists and the run directory changes
-    before_start: Callable = lambda *args: None
-    # (run, data) -> None: what the method writes into a new run directory (rank 0, after the manifest)
-    write_start: Callable = lambda *args: None
+    def assemble(self, config, bundle, data, run, callbacks, console, resuming):
+        return build_trainer(
+            bundle.model,
+            run_arguments(config, bundle, data, run, resuming),
+            train_set=data.train,
+            eval_set=data.eval,
+            pad_token_id=bundle.tokenizer.pad_token_id,
+            callbacks=[*run_callbacks(config, run, console), *callbacks],
+            packing=use_packing(config.train),
+            scorer=training_scorer(config, bundle, data),
+            selective=selective_allowed(config),
+        )
 
+    def manifest_fields(self, config: RunConfig, data: PreparedData) -> dict:
+        return {"data_format": data.format}  # inference reads input files in the row shape training detected
 
-def recipe_for(method: str) -> Recipe:
-    if method == "sft":
-        return SFT
-    from tuneforge.train.preference import PREFERENCE  # the preference recipe builds on this module
+    def data_report(self, config: RunConfig, data: PreparedData, hf_config) -> dict:
+        stats = data.train_stats
+        lengths = sorted(stats.lengths)  # before max_length cuts them: the data's own distribution
+        return {
+            "shape": data.format,
+            "template": data.template_source,
+            "rows": {
+                "train": stats.kept,
+                "eval": data.eval_stats.kept if data.eval_stats else 0,
+                "eval_read": data.eval_stats.rows if data.eval_stats else 0,
+                "read": stats.rows,
+            },
+            "max_length": {"requested": config.train.max_length, "applied": stats.max_length},
+            "tokens": {f"p{int(q * 100)}": percentile(lengths, q) for q in PERCENTILES}
+            | {"max": lengths[-1]},
+            "histogram": [{"from": a, "to": b, "samples": c} for a, b, c in histogram(lengths)],
+            "truncated": stats.truncated,
+            "dropped": {
+                "empty_answer": stats.empty_completion,
+                "answer_cut_off_by_max_length": stats.no_trained_tokens,
+                "longer_than_max_length": stats.dropped_long,
+                "shorter_than_min_tokens": stats.dropped_short,
+            },
+            "preflight": preflight_json(data),
+            "lora_targets": target_matches(config, hf_config),
+            "cache_hit": data.cache_hit,
+        }
 
-    return PREFERENCE
-
-
-@dataclass
-class Resume:
-    checkpoint: Path
-    incomplete: list[tuple[Path, str]]  # newer checkpoints cut off by a crash, removed once the resume starts
-    trained_out: bool  # every step was trained before the crash: only finishing (evaluate, save) is left
-
-
-def run_finetune(
-    config: RunConfig,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    extra_callbacks: Sequence[TrainerCallback] = (),
-    console: Console | None = None,
-) -> FinetuneResult:
-    # Under torchrun every process runs this function; only rank 0 prints, writes and owns the folder.
-    console = (console or Console()) if main_process() else Console(quiet=True)
-    check_strategy(config.distributed, world=world_size(), cuda=torch.cuda.is_available())
-    join_process_group()
-    run = RunDir(Path(run_dir))
-    if main_process():
-        run.check_target(resume=resume, overwrite=overwrite)
-    if resume:
-        for warning in check_resumable(run, config):
-            console.print(f"[yellow]note:[/] {warning}")
-    stop = GracefulStop(notice=console.print)
-    with RunLock(run.root, notice=console.print) if main_process() else nullcontext() as lock:
-        try:  # everything that can fail on bad input, before the run directory changes
-            resuming = find_resume(run, config) if resume else None
-            recipe = recipe_for(config.train.method)
-            bundle, data = recipe.prepare(config, console)
-            if resume:
-                check_same_data(run, data.file_hashes)
-            layout = Layout(
-                resolve_strategy(config.distributed, world_size()),
-                world_size(),
-                config.train.batch_size,
-                config.train.grad_accumulation,
-            )
-            if resume:
-                check_same_global_batch(run, layout)
-            callbacks = [stop, *extra_callbacks]
-            recipe.before_start(config, run, bundle, data, resume)
-            trainer = recipe.assemble(config, bundle, data, run, callbacks, console, resume)
-        except BaseException:
-            if lock is not None:
-                lock.release(remove_dir=lock.created_dir)  # nothing of value was written
-            raise
-        console.print(f"processes: {layout.describe()}")
-        if main_process():
-            if resuming:
-                remove_incomplete(resuming.incomplete, console.print)
-                keep_metrics_up_to(run.metrics, step_of(resuming.checkpoint))
-                console.print(f"resuming from [bold]{resuming.checkpoint}[/]", soft_wrap=True)
-            if overwrite:
-                run.clear()
-            start_manifest(run, config, data, layout, resuming.checkpoint if resuming else None)
-            if not resuming:
-                recipe.write_start(run, data)
-        barrier()  # the others read the checkpoint only once rank 0 has removed incomplete ones
-        with stop:  # Ctrl-C / SIGTERM from here to the end: a clean stop, never half a file
-            return train(config, run, bundle, data, trainer, resuming, stop, console)
-
-
-def find_resume(run: RunDir, config: RunConfig) -> Resume:
-    """Reads only: a refused resume leaves the run as it was."""
-    checkpoint, incomplete = resume_point(run.checkpoints)
-    if checkpoint is None:
-        raise TuneforgeError(f"--resume: no complete checkpoint under {run.checkpoints}")
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
-    saved_epochs = saved_train_section(run).get("epochs")
-    target = config.train.max_steps or (
-        state.get("max_steps") if config.train.epochs == saved_epochs else None
-    )
-    return Resume(checkpoint, incomplete, trained_out=target is not None and step_of(checkpoint) >= target)
-
-
-def prepare(config: RunConfig, console: Console) -> tuple[ModelBundle, PreparedData]:
-    bundle = load_model(config, console)
-    limit = context_length(bundle.model.config)
-    data = prepare_per_machine(
-        config, bundle, lambda: prepare_data(config.data, bundle.tokenizer, requested_length(config), limit)
-    )
-    show_data(console, data, bundle.tokenizer, requested_length(config))
-    show_preflight(console, data.preflight)
-    enforce(data.preflight)
-    return bundle, data
-
-
-def load_model(config: RunConfig, console: Console) -> ModelBundle:
-    set_seed(config.train.seed)  # before the model: LoRA's initial weights come from this seed
-    sharded = resolve_strategy(config.distributed, world_size()) == "fsdp"
-    bundle = build_model(
-        config.model, config.quant, config.lora, config.train.gradient_checkpointing, sharded
-    )
-    show_parameters(console, bundle, config.lora.method)
-    return bundle
-
-
-def prepare_per_machine(config: RunConfig, bundle: ModelBundle, prepare_rows: Callable):
-    """The data stage, run first by one process per machine (it fills the tokenization cache; the others
-    read it). A run that continues model.adapter keeps the chat template saved with it."""
-    adapter_template = bundle.tokenizer.chat_template
-    with node_main_first():
-        data = prepare_rows()
-    if config.model.adapter:
-        check_same_template(adapter_template, bundle.tokenizer.chat_template, config.model.adapter)
-        data.template_source = f"the chat template saved with {config.model.adapter}"
-    return data
-
-
-def selective_allowed(config: RunConfig) -> bool:
-    """train.loss: selective where the head is whole: sharded weights (FSDP, DeepSpeed) leave no whole
-    head outside the model's forward."""
-    strategy = resolve_strategy(config.distributed, world_size())
-    return config.train.loss == "selective" and strategy in ("single", "ddp")
-
-
-def start_manifest(
-    run: RunDir, config: RunConfig, data: PreparedData, layout: Layout, checkpoint: Path | None
-) -> None:
-    run.config.write_text(config_to_yaml(config))
-    if checkpoint is not None:  # the original start fields stay; the resume is recorded beside them
-        resumes = read_manifest(run.manifest).get("resumes", [])
-        record = resume_record(checkpoint, resumes)
-        record["resumes"][-1]["processes"] = layout.record()
-        write_manifest(run.manifest, record, drop=ENDED)
-        return
-    rows = {"train": data.train_stats.kept, "eval": data.eval_stats.kept if data.eval_stats else 0}
-    start = start_fields(data.file_hashes, rows, config.train.seed)
-    fields = {"max_length": data.max_length, "processes": layout.record()}
-    if config.train.method == "sft":  # inference reads input files in the row shape training detected
-        fields["data_format"] = data.format
-    else:
-        fields["preference"] = {"method": config.train.method, "rows": data.format}
-    write_manifest(run.manifest, {**start, **fields})
-    write_eval_split(run.eval_split, data.eval_items)
-
-
-def write_eval_split(path: Path, items: list) -> None:
-    """messages rows (the final assistant turn is the reference), or text rows for plain documents."""
-    lines = [json.dumps({"text": item} if isinstance(item, str) else {"messages": item}) for item in items]
-    write_atomically(path, "".join(line + "\n" for line in lines))
-
-
-def train(
-    config: RunConfig,
-    run: RunDir,
-    bundle: ModelBundle,
-    data: PreparedData,
-    trainer,
-    resuming: Resume | None,
-    stop: GracefulStop,
-    console: Console,
-) -> FinetuneResult:
-    try:
-        if resuming and resuming.trained_out:  # the transformers Trainer would train one step too many
-            load_trained(bundle.model, resuming.checkpoint)
-            step = step_of(resuming.checkpoint)
-        else:
-            try:  # the baseline evaluation runs inside (eval_on_start), once the model is wrapped for DDP
-                trainer.train(resume_from_checkpoint=str(resuming.checkpoint) if resuming else None)
-            except StopBeforeTraining:  # a signal during the baseline evaluation: nothing trained or saved
-                trainer.callback_handler.on_train_end(trainer.args, trainer.state, trainer.control)
-                record(run, {"status": "interrupted", "stopped": now(), "global_step": 0})
-                return FinetuneResult(run.root, baseline(trainer), None, 0, interrupted=stop.requested)
-            step = trainer.state.global_step
-            if stop.requested and step < trainer.state.max_steps:
-                record(run, {"status": "interrupted", "stopped": now(), "global_step": step})
-                return FinetuneResult(run.root, baseline(trainer), None, step, interrupted=stop.requested)
-        after = final_evaluation(trainer, step) if data.eval is not None else None
-        before = baseline(trainer) or first_eval(run)
-        show_before_after(console, before, after)
-        save_adapter(bundle, run, trainer if sharded(config) else None)
-        if main_process():
-            title = f"{config.model.name_or_path} · {config.lora.method} · {config.train.method}"
-            plot_loss(run.metrics, run.loss_plot, title=title)
-            if config.train.method != "sft":
-                plot_rewards(run.metrics, run.rewards_plot, title=title)
-            best_path = trainer.state.best_model_checkpoint
-            best = {"best_checkpoint": Path(best_path).name} if best_path else {}
-            record(run, {"status": "finished", "finished": now(), "global_step": step, **best})
-    except KeyboardInterrupt:
-        record(run, {"status": "interrupted", "stopped": now(), "global_step": trainer.state.global_step})
-        raise
-    except BaseException as exc:
-        error = str(exc) if isinstance(exc, TuneforgeError) else f"{type(exc).__name__}: {exc}"
-        record(run, {"status": "failed", "stopped": now(), "error": error})
-        raise
-    console.print(f"[bold green]done[/]: {run.root}")
-    return FinetuneResult(run.root, before, after, step)
-
-
-def record(run: RunDir, fields: dict) -> None:
-    if main_process():  # rank 0 owns the manifest
-        write_manifest(run.manifest, fields)
-
-
-def baseline(trainer) -> dict | None:
-    """The evaluation before the first step (eval_on_start), from this process's log history: the loss
-    and, logged beside it, the generation metrics."""
-    entries = [
-        e for e in trainer.state.log_history if e.get("step") == 0 and any(k.startswith("eval_") for k in e)
-    ]
-    return {k: v for e in entries for k, v in e.items() if k not in ("step", "epoch")} or None
-
-
-def sharded(config: RunConfig) -> bool:
-    """Weights split across the processes (FSDP, ZeRO-3): no process holds the whole adapter alone."""
-    strategy = resolve_strategy(config.distributed, world_size())
-    return strategy == "fsdp" or (strategy == "deepspeed" and config.distributed.zero_stage == 3)
-
-
-def save_adapter(bundle: ModelBundle, run: RunDir, gather_with=None) -> None:
-    """Written beside, then swapped in: a crash leaves the previous adapter or none, never half of one.
-    With sharded weights (`gather_with` is the Trainer) every process takes part in gathering them."""
-    if not all_trained_finite(bundle.model):  # the guards stop before this; the last line of defence
-        raise TuneforgeError("not saving the adapter: some trained weights are not finite")
-    staging = run.root / ".adapter.tmp"
-    if main_process():
-        shutil.rmtree(staging, ignore_errors=True)
-    if gather_with is not None:
-        barrier()
-        gather_with.save_model(str(staging))  # the Trainer's full-state-dict gather; rank 0 writes
-    if not main_process():
-        return
-    if gather_with is None:
-        save_trained(bundle.model, staging)
-    bundle.tokenizer.save_pretrained(staging)  # carries the exact chat template used in training
-    shutil.rmtree(run.adapter, ignore_errors=True)
-    staging.rename(run.adapter)
-
-
-def assemble_trainer(
-    config: RunConfig,
-    bundle: ModelBundle,
-    data: PreparedData,
-    run: RunDir,
-    extra: list[TrainerCallback],
-    console: Console,
-    resuming: bool = False,
-):
-    return build_trainer(
-        bundle.model,
-        run_arguments(config, bundle, data, run, resuming),
-        train_set=data.train,
-        eval_set=data.eval,
-        pad_token_id=bundle.tokenizer.pad_token_id,
-        callbacks=[*run_callbacks(config, run, console), *extra],
-        packing=use_packing(config.train),
-        scorer=training_scorer(config, bundle, data),
-        selective=selective_allowed(config),
-    )
-
-
-def run_arguments(config: RunConfig, bundle: ModelBundle, data, run: RunDir, resuming: bool):
-    """The Trainer's arguments for this run: every method trains with the same schedule and checkpoints."""
-    layer_classes = list(getattr(causal_lm(bundle.model), "_no_split_modules", None) or [])
-    return training_arguments(
-        config.train,
-        output_dir=run.checkpoints,
-        dtype=bundle.dtype,
-        has_eval=data.eval is not None,
-        eval_on_start=data.eval is not None and config.train.eval_before_training and not resuming,
-        report_to=list(config.log.report_to),
-        strategy_args=strategy_arguments(config.distributed, world=world_size(), layer_classes=layer_classes),
-    )
-
-
-def run_callbacks(config: RunConfig, run: RunDir, console: Console) -> list[TrainerCallback]:
-    """metrics.jsonl, progress, the non-finite guard, sealed checkpoints and TensorBoard."""
-    guard = NonFiniteGuard(config.train.learning_rate, lambda: newest_complete(run.checkpoints))
-    callbacks: list[TrainerCallback] = [
-        MetricsFileCallback(run.metrics),
-        RichProgressCallback(console),
-        guard,
-        SealCheckpoints(config.train.save_total_limit, guard),
-    ]
-    if config.log.tensorboard:
-        tensorboard = TensorBoardCallback()  # opens its writer when training starts, after any --overwrite
-        tensorboard.logging_dir = str(run.tensorboard)
-        callbacks.append(tensorboard)
-    return callbacks
+    def show_data(self, console, data, tokenizer, report, n) -> None:
+        encoder = ChatEncoder(tokenizer)
+        for i in range(min(n, len(data.train))):
+            console.print(rendered_sample(encoder, data.train[i]["input_ids"], data.train[i]["labels"]))
+            console.rule(style="dim")
+        table = Table(
+            title=f"{report['rows']['train']:,} training samples ({report['shape']}, {report['template']})"
+        )
+        table.add_column("tokens", justify="right")
+        table.add_column("samples", justify="right")
+        table.add_column("")
+        peak = max(b["samples"] for b in report["histogram"]) or 1
+        for b in report["histogram"]:
+            table.add_row(f"{b['from']}-{b['to']}", str(b["samples"]), "█" * round(30 * b["samples"] / peak))
+        console.print(table)
+        requested = report["max_length"]["requested"]
+        console.print(
+            f"max_length: {length_line(data, None if requested == 'auto' else requested)}\n"
+            "token lengths before the cut: "
+            + ", ".join(f"{k} {v}" for k, v in report["tokens"].items())
+            + f"; cut at max_length: {report['truncated']}"
+            + "; dropped: "
+            + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report["dropped"].items())
+        )
+        show_preflight(console, data.preflight)
 
 
 def training_scorer(config: RunConfig, bundle: ModelBundle, data: PreparedData):
@@ -392,23 +136,11 @@ def training_scorer(config: RunConfig, bundle: ModelBundle, data: PreparedData):
     conversations = [item for item in data.eval_items if isinstance(item, list)][: settings.sample_size]
     if not settings.during_training or not conversations:
         return None
-    decoding = Decoding(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size)
+    decoding = Decoding(max_new_tokens=settings.max_new_tokens)
     metrics = None if settings.metrics == "auto" else list(settings.metrics)
-    return GenerationScorer(bundle.tokenizer, conversations, metrics, decoding)
+    return GenerationScorer(
+        bundle.tokenizer, conversations, metrics, decoding, batch_size=settings.batch_size
+    )
 
 
-def final_evaluation(trainer, step: int) -> dict:
-    """Evaluate at the last step unless the periodic evaluation just did."""
-    history = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
-    if history and history[-1].get("step") == step:
-        return history[-1]
-    return trainer.evaluate()
-
-
-def first_eval(run: RunDir) -> dict | None:
-    """On resume the baseline evaluation happened in an earlier process: read it back from metrics.jsonl."""
-    evals = [r for r in read_metrics(run.metrics) if "eval_loss" in r and r.get("step") == 0]
-    return evals[0] if evals else None
-
-
-SFT = Recipe(prepare, assemble_trainer)
+SFT = SFTRecipe()

@@ -1,14 +1,16 @@
-"""The generation engine behind `serve`, `app` and `chat`: one worker thread owns the weights.
+"""The transformers engine, the first implementation of `tuneforge.infer.engine.Engine`.
 
-Requests queue up; the worker takes the oldest and every other waiting request that can share its batch
-(same weights and adapter, same decoding; a request with a seed runs alone, so its samples repeat), pads
-them on the left and runs one `generate`. A stopping criterion called after every step streams each row's
-new text to its request, and ends a row at its EOS, its stop strings, its token budget, its deadline or
-its cancellation, while the rest of the batch goes on. Nothing else touches the model, so requests never
-run concurrently on the same weights, and an error in one batch fails that batch's requests only.
+Batch callers (`generate`) get their prompts grouped by length, padded on the left, and decoded with the
+KV cache, `batch_size` at a time, in their own thread; batched greedy output equals one-at-a-time output
+(tests/test_batched_generation.py, bench/generate.py).
 
-    engine = Engine(load_models(paths), ServeConfig()); engine.start()
-    job = engine.submit("quickstart", engine.chat_ids("quickstart", messages), Decoding(), sink=print)
+Submitted requests queue up; one worker thread owns the weights and takes the oldest and every other
+waiting request that can share its batch (same weights and adapter, same decoding; a request with a seed
+runs alone, so its samples repeat), pads them on the left and runs one `generate`. A stopping criterion
+called after every step hands each row its new token (`Job.step`), and ends a row at its EOS, its stop
+strings, its token budget, its deadline or its cancellation, while the rest of the batch goes on. Nothing
+else touches the model while serving, so requests never run concurrently on the same weights, and an
+error in one batch fails that batch's requests only.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext, suppress
-from dataclasses import dataclass, field
 
 import torch
 from peft import PeftModel
@@ -25,105 +26,9 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from tuneforge.config.schema import ServeConfig
 from tuneforge.errors import TuneforgeError
-from tuneforge.serve.models import Served
-
-
-class Busy(TuneforgeError):
-    """More requests in flight than serve.max_concurrent_requests."""
-
-
-@dataclass(frozen=True)
-class Decoding:
-    max_new_tokens: int = 256
-    temperature: float = 0.0  # 0: greedy
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-
-    @property
-    def sampled(self) -> bool:
-        """Temperatures this close to 0 are greedy: dividing logits by 1e-200 overflows to inf and NaN."""
-        return self.temperature >= 1e-3
-
-
-@dataclass
-class Event:
-    """What the worker tells a request: new text, and at the end why it stopped and the token counts."""
-
-    delta: str
-    finish_reason: str | None = None  # stop, length, timeout, cancelled, error
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None
-
-
-@dataclass(eq=False)
-class Job:
-    served: Served
-    prompt_ids: list[int]
-    decoding: Decoding
-    sink: Callable[[Event], None]
-    deadline: float
-    ids: list[int] = field(default_factory=list)
-    sent: int = 0  # characters of the answer already streamed
-    finished: bool = False
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    def batch_key(self) -> tuple:
-        d = self.decoding
-        sampling = (d.temperature, d.top_p, id(self) if d.seed is not None else None) if d.sampled else ()
-        return (self.served.weights, self.served.adapter, *sampling)
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-
-    def step(self, token: int) -> bool:
-        """Take one new token; returns True when the answer is complete."""
-        if token in self.served.stop_ids:
-            return self.finish("stop", self.ids + [token])
-        self.ids.append(token)
-        text = self.text()
-        found = [text.index(stop) for stop in self.decoding.stop if stop in text]
-        if found:
-            return self.finish("stop", self.ids, cut=min(found))
-        if len(self.ids) >= self.decoding.max_new_tokens:
-            return self.finish("length", self.ids)
-        if self.cancelled.is_set():
-            return self.finish("cancelled", self.ids)
-        if time.monotonic() > self.deadline:
-            return self.finish("timeout", self.ids)
-        ready = streamable(text, self.decoding.stop)
-        if ready > self.sent:
-            self.sink(Event(text[self.sent : ready]))
-            self.sent = ready
-        return False
-
-    def text(self) -> str:
-        """The answer so far, as `generate` decodes it (special tokens out, leading space dropped)."""
-        return self.served.encoder.tokenizer.decode(self.ids, skip_special_tokens=True).lstrip()
-
-    def finish(
-        self, reason: str, produced: list[int], cut: int | None = None, error: str | None = None
-    ) -> bool:
-        if self.finished:
-            return True
-        self.finished = True
-        text = self.text()[:cut].rstrip() if cut is not None else self.text().rstrip()
-        self.sink(Event(text[self.sent :], reason, len(self.prompt_ids), len(produced), error))
-        return True
-
-
-def streamable(text: str, stops: tuple[str, ...]) -> int:
-    """How much of the text can be sent now: not the start of a stop string that the next tokens may
-    complete, not trailing whitespace (the final answer is stripped), not a half-decoded character."""
-    end = len(text)
-    for stop in stops:
-        for size in range(min(len(stop) - 1, end), 0, -1):
-            if text.endswith(stop[:size]):
-                end = min(end, len(text) - size)
-                break
-    ready = text[:end].rstrip()
-    return len(ready) - 1 if ready.endswith("\ufffd") else len(ready)
+from tuneforge.infer.decoding import Decoding
+from tuneforge.infer.load import Served
+from tuneforge.infer.requests import Busy, Event, Job
 
 
 class StreamEachStep(StoppingCriteria):
@@ -139,7 +44,9 @@ class StreamEachStep(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
-class Engine:
+class TransformersEngine:
+    """The engine on transformers' `generate` (see the module docstring); implements infer.engine.Engine."""
+
     def __init__(self, served: dict[str, Served], limits: ServeConfig):
         self.served = served
         self.limits = limits
@@ -147,9 +54,11 @@ class Engine:
         self._in_flight = 0
         self._lock = threading.Condition()
         self._closing = False
+        # A batch call while the worker serves must not run on the same weights (or switch their adapter).
+        self._weights = threading.Lock()
         self._worker = threading.Thread(target=self._loop, name="tuneforge-engine", daemon=True)
 
-    def start(self) -> Engine:
+    def start(self) -> TransformersEngine:
         self._worker.start()
         return self
 
@@ -160,6 +69,44 @@ class Engine:
             self._lock.notify_all()
         for job in pending:
             job.finish("error", [], error="the server is shutting down")
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts: list[list[int]],
+        decoding: Decoding = Decoding(),
+        *,
+        model: str | None = None,
+        batch_size: int = 8,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[list[int]]:
+        """See Engine.generate. Longest prompts first, so a batch that does not fit fails at once; a row
+        stops at the tokenizer's EOS only, as `tuneforge generate` always has."""
+        served = self.served[model] if model is not None else next(iter(self.served.values()))
+        weights, tokenizer = served.model, served.encoder.tokenizer
+        pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+        if decoding.sampled and decoding.seed is not None:
+            torch.manual_seed(decoding.seed)  # once for the whole call: rows sample as they did one call ago
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+        outputs: list[list[int]] = [[] for _ in prompts]
+        with self._weights, adapter_active(weights, served.adapter):
+            for start in range(0, len(order), batch_size):
+                chosen = order[start : start + batch_size]
+                input_ids, attention = padded(weights, [prompts[i] for i in chosen], pad)
+                generated = weights.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention,
+                    max_new_tokens=decoding.max_new_tokens,
+                    eos_token_id=eos,
+                    pad_token_id=pad,
+                    use_cache=True,
+                    **sampling(decoding),
+                )
+                for i, row in zip(chosen, generated[:, input_ids.shape[1] :].tolist()):
+                    outputs[i] = row[: row.index(eos) + 1] if eos in row else row
+                if on_batch is not None:
+                    on_batch(len(chosen))
+        return outputs
 
     def alive(self) -> bool:
         return self._worker.is_alive()
@@ -237,30 +184,20 @@ class Engine:
     def _generate(self, jobs: list[Job]) -> None:
         first = jobs[0]
         model, pad = first.served.model, first.served.encoder.tokenizer.pad_token_id
-        longest = max(len(job.prompt_ids) for job in jobs)
-        device = next(model.parameters()).device
-        input_ids = torch.tensor(
-            [[pad] * (longest - len(j.prompt_ids)) + j.prompt_ids for j in jobs], device=device
-        )
-        attention = torch.tensor(
-            [[0] * (longest - len(j.prompt_ids)) + [1] * len(j.prompt_ids) for j in jobs]
-        )
+        input_ids, attention = padded(model, [job.prompt_ids for job in jobs], pad)
         decoding = first.decoding
-        sampling = {"do_sample": False}
-        if decoding.sampled:
-            sampling = {"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p}
-            if decoding.seed is not None:
-                torch.manual_seed(decoding.seed)  # reseeded from the OS below, so later requests stay random
-        with adapter_active(model, first.served.adapter):
+        if decoding.sampled and decoding.seed is not None:
+            torch.manual_seed(decoding.seed)  # reseeded from the OS below, so later requests stay random
+        with self._weights, adapter_active(model, first.served.adapter):
             model.generate(
                 input_ids=input_ids,
-                attention_mask=attention.to(device),
+                attention_mask=attention,
                 max_new_tokens=max(job.decoding.max_new_tokens for job in jobs),
                 eos_token_id=first.served.stop_ids,
                 pad_token_id=pad,
                 stopping_criteria=StoppingCriteriaList([StreamEachStep(jobs)]),
                 use_cache=True,
-                **sampling,
+                **sampling(decoding),
             )
         if decoding.sampled and decoding.seed is not None:
             torch.seed()
@@ -269,9 +206,29 @@ class Engine:
 
 
 def adapter_active(model, adapter: str | None):
+    """The served adapter on, or all off for the base. A lone run's adapter is already the active one and is
+    left alone, so a caller's own disable_adapter() (eval's base) still holds."""
     if not isinstance(model, PeftModel):
         return nullcontext()
     if adapter is None:
         return model.disable_adapter()
-    model.set_adapter(adapter)
+    if model.active_adapter != adapter:
+        model.set_adapter(adapter)
     return nullcontext()
+
+
+def padded(model, prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts padded on the left, so every row ends where generation starts, with their attention mask."""
+    device = next(model.parameters()).device
+    longest = max(len(ids) for ids in prompts)
+    input_ids = torch.tensor([[pad] * (longest - len(ids)) + ids for ids in prompts], device=device)
+    attention = torch.tensor([[0] * (longest - len(ids)) + [1] * len(ids) for ids in prompts], device=device)
+    return input_ids, attention
+
+
+def sampling(decoding: Decoding) -> dict:
+    """transformers' arguments for the decoding. Greedy passes no temperature or top_p: the model's
+    generation_config keeps its own, exactly as before, so greedy output does not move."""
+    if not decoding.sampled:
+        return {"do_sample": False}
+    return {"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p}

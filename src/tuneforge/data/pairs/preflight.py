@@ -14,7 +14,7 @@ The severities come from data.preflight (error, warn or off).
 from __future__ import annotations
 
 from tuneforge.config.preflight import PreflightConfig
-from tuneforge.data.pair_encode import PairStats
+from tuneforge.data.pairs.encode import PairStats
 from tuneforge.data.preflight import CheckResult, check_truncation, run_checks
 from tuneforge.data.tokenize import AUTO_LENGTH_STEP
 

@@ -35,10 +35,6 @@ class PreferenceItem:
         return [*self.prompt, {"role": "assistant", "content": self.answers[answer]}]
 
 
-def preference_shape(method: str) -> str:
-    return "kto" if method == "kto" else "pairs"
-
-
 def check_preference_columns(columns: Sequence[str], shape: str, data: DataConfig, source: str) -> None:
     cols = data.columns
     answers = [cols.completion, cols.label] if shape == "kto" else [cols.chosen, cols.rejected]

@@ -17,7 +17,7 @@ from datasets import Dataset
 from rich.progress import track
 
 from tuneforge.data.encode import IGNORE, ChatEncoder
-from tuneforge.data.pairs import PreferenceItem
+from tuneforge.data.pairs.rows import PreferenceItem
 from tuneforge.data.tokenize import AUTO_LENGTH_COVERS, auto_max_length, percentile
 from tuneforge.errors import TuneforgeError
 

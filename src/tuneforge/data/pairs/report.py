@@ -8,12 +8,12 @@ from rich.table import Table
 from rich.text import Text
 
 from tuneforge.data.encode import ChatEncoder
-from tuneforge.data.prepare_pairs import PreparedPairs
+from tuneforge.data.prepared import PreparedData
 from tuneforge.data.report import rendered_sample
 from tuneforge.data.tokenize import percentile
 
 
-def pair_summary(data: PreparedPairs, requested_length: int | None) -> dict:
+def pair_summary(data: PreparedData, requested_length: int | None) -> dict:
     stats = data.train_stats
     lengths = sorted(stats.lengths)
     return {
@@ -60,7 +60,7 @@ def show_pair_summary(console: Console, summary: dict) -> None:
     console.print(table)
 
 
-def show_pairs(console: Console, data: PreparedPairs, tokenizer, n: int) -> None:
+def show_pairs(console: Console, data: PreparedData, tokenizer, n: int) -> None:
     encoder = ChatEncoder(tokenizer)
     names = ("chosen", "rejected") if data.format == "pairs" else ("completion",)
     for i in range(min(n, len(data.train))):

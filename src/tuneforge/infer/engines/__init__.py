@@ -1,0 +1,1 @@
+"""Engine backends, one module each, named as `serve.backend` names them (see tuneforge.infer.engine)."""
