@@ -73,6 +73,8 @@ PLANTED = {
     "eval-train": ("tuneforge/eval/metrics.py", "import tuneforge.train.builders"),
     "run-dir": ("tuneforge/run/files.py", "import transformers"),
     "recipes": ("tuneforge/cli/train.py", "import tuneforge.train.sft"),
+    "export-formats": ("tuneforge/export/exporter.py", "import tuneforge.export.formats.gguf"),
+    "engines": ("tuneforge/eval/scoring.py", "import tuneforge.infer.engines.transformers"),
     "serving-libraries": ("tuneforge/train/summary.py", "import gradio"),
     "dev-only": ("tuneforge/errors.py", "import tuneforge_dev.tiny_model"),
 }
@@ -164,6 +166,18 @@ def test_every_method_is_documented_where_users_choose_it():
     for name in METHODS:
         assert re.search(rf"\b{name}\b", description), f"train.method's description does not name {name}"
         assert f"`{name}`" in readme or f"method: {name}" in readme, f"README does not name method {name}"
+
+
+def test_every_registry_names_its_variants_as_they_name_themselves():
+    from typing import get_args
+
+    from tuneforge.config.serve import ServeConfig
+    from tuneforge.export.formats import FORMATS
+    from tuneforge.infer.engine import ENGINES
+
+    assert all(name == recipe.name for name, recipe in METHODS.items())
+    assert all(name == fmt.name for name, fmt in FORMATS.items())
+    assert set(ENGINES) == set(get_args(ServeConfig.model_fields["backend"].annotation))
 
 
 def long_parts(root: Path, max_lines: int = 400, max_function: int = 60) -> list[str]:

@@ -76,7 +76,7 @@ def test_an_unexpected_error_is_one_message_and_exit_1(world, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("something no check foresaw")
 
-    monkeypatch.setattr("tuneforge.train.sft.run_finetune", broken)
+    monkeypatch.setattr("tuneforge.train.run.run_finetune", broken)
     result = runner.invoke(app, ["train", world.config(), "--output-dir", str(world.tmp / "run")])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "RuntimeError: something no check foresaw" in result.output and "--debug" in result.output

@@ -41,3 +41,11 @@ def check_method(config: RunConfig) -> None:
     reasons = recipe_for(config.train.method).refuse(config)
     if reasons:
         raise TuneforgeError("config: " + "; ".join(reasons))
+
+
+def unread_sections(config: RunConfig) -> list[str]:
+    """Other methods' config sections that this config sets away from their defaults: the run's method
+    does not read them, which is worth a note (a forgotten train.method, usually)."""
+    own = recipe_for(config.train.method).section
+    others = {recipe.section for recipe in METHODS.values() if recipe.section not in (None, own)}
+    return sorted(name for name in others if getattr(config, name).model_fields_set)

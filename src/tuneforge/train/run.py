@@ -42,7 +42,7 @@ from tuneforge.run.plots import plot_loss
 from tuneforge.run.processes import barrier, join_process_group, main_process, world_size
 from tuneforge.train.distributed import Layout, check_strategy, resolve_strategy
 from tuneforge.train.guards import GracefulStop, StopBeforeTraining, all_trained_finite
-from tuneforge.train.methods import check_method, recipe_for
+from tuneforge.train.methods import check_method, recipe_for, unread_sections
 from tuneforge.train.recipe import Recipe
 from tuneforge.train.resume import (
     check_resumable,
@@ -82,6 +82,8 @@ def run_finetune(
     console = (console or Console()) if main_process() else Console(quiet=True)
     recipe = recipe_for(config.train.method)
     check_method(config)
+    for section in unread_sections(config):
+        console.print(f"[yellow]note:[/] train.method={recipe.name} does not read the {section} section")
     check_strategy(config.distributed, world=world_size(), cuda=torch.cuda.is_available())
     join_process_group()
     run = RunDir(Path(run_dir))
