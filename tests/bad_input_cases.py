@@ -149,6 +149,25 @@ CASES = {
         lambda w: ["train", str(w.file("bad.yaml", "model: [unclosed"))],
         ["bad.yaml", "not valid YAML"],
     ),
+    "a section written twice": (
+        lambda w: ["train", w.config("train:\n  max_steps: 2\n", name="twice.yaml")],
+        ["twice.yaml, line", "key 'train' is written twice (first on line"],
+    ),
+    "a key written twice in a section": (
+        lambda w: [
+            "train",
+            str(w.file("dup.yaml", "model:\n  name_or_path: a\n  name_or_path: b\ndata:\n  path: d\n")),
+        ],
+        ["dup.yaml, line 3: key 'name_or_path' is written twice (first on line 2)"],
+    ),
+    "a number that is not finite": (
+        lambda w: w.train(w.config(), "--set", "train.epochs=.inf"),
+        ["train.epochs", "finite"],
+    ),
+    "serve on a port that does not exist": (
+        lambda w: ["serve", str(w.finished), "--port", "70000"],
+        ["--port", "65535"],
+    ),
     "config is a list": (
         lambda w: ["train", str(w.file("list.yaml", "- a\n- b\n"))],
         ["list.yaml", "mapping of sections"],

@@ -69,3 +69,32 @@ def test_readme_config_reference_is_current():
     assert section_in(readme) == render(), (
         "refresh it: python -m tuneforge.config.reference --write README.md"
     )
+
+
+def test_a_key_written_twice_is_an_error_naming_both_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "model:\n  name_or_path: m\ndata:\n  path: d.jsonl\ntrain:\n  max_steps: 5\ntrain:\n  max_steps: 9\n"
+    )
+    with pytest.raises(
+        TuneforgeError, match=r"twice.yaml, line 7: key 'train' is written twice \(first on line 5\)"
+    ):
+        load_config(path)
+    path.write_text("model:\n  name_or_path: m\ndata:\n  path: d.jsonl\n  path: e.jsonl\n")
+    with pytest.raises(TuneforgeError, match=r"key 'path' is written twice \(first on line 4\)"):
+        load_config(path)
+
+
+def test_yaml_merge_keys_still_work(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "model: {name_or_path: m}\ndata: {path: d.jsonl}\nlora:\n  <<: {r: 8, alpha: 16}\n  dropout: 0.0\n"
+    )
+    assert (load_config(path).lora.r, load_config(path).lora.alpha) == (8, 16)
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_numbers_must_be_finite(value):
+    raw = {"model": {"name_or_path": "m"}, "data": {"path": "d"}, "train": {"epochs": float(value)}}
+    with pytest.raises(TuneforgeError, match=r"train.epochs: .*finite"):
+        validate_config(raw)

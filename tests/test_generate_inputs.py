@@ -112,13 +112,21 @@ def test_generate_on_the_shared_dialogsum_file_builds_the_training_prompts(
 
 
 @pytest.fixture(scope="module")
-def quick_run(tiny_models, demo_files, tmp_path_factory):
+def quick_run_dir(tiny_models, demo_files, tmp_path_factory) -> Path:
     from conftest import quick_config
 
-    config = quick_config(tiny_models("llama"), *demo_files, train={"max_steps": 1})
+    # eval.max_new_tokens unlike generate's old default (128), so its use is seen
+    config = quick_config(
+        tiny_models("llama"), *demo_files, train={"max_steps": 1}, eval={"max_new_tokens": 6}
+    )
     run_dir = tmp_path_factory.mktemp("run") / "quick"
     run_finetune(config, run_dir)
-    return load_run(run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def quick_run(quick_run_dir):
+    return load_run(quick_run_dir)
 
 
 def test_rows_without_the_answer_column_and_plain_prompt_rows(quick_run, tmp_path):
@@ -177,3 +185,27 @@ def test_the_device_follows_local_rank(monkeypatch):
     assert process_device() == torch.device("cuda", 3)
     monkeypatch.delenv("LOCAL_RANK")
     assert process_device() == torch.device("cuda", 0)
+
+
+def test_generate_takes_the_runs_answer_length_and_shows_what_show_says(
+    quick_run, quick_run_dir, tmp_path, monkeypatch
+):
+    """Without --max-new-tokens the run's eval.max_new_tokens applies; --show limits the rows printed,
+    also without --output (a trial printed 200 rows for --show 3)."""
+    lengths: list[int] = []
+    original = TransformersEngine.generate
+
+    def spy(engine, prompts, decoding, **kwargs):
+        lengths.append(decoding.max_new_tokens)
+        return original(engine, prompts, decoding, **kwargs)
+
+    monkeypatch.setattr(TransformersEngine, "generate", spy)
+    rows = write_jsonl(tmp_path / "rows.jsonl", [{"prompt": f"count file{i}.txt"} for i in range(5)])
+    run_dir = str(quick_run_dir)
+    shown = CliRunner().invoke(app, ["generate", run_dir, "--input", str(rows), "--show", "2"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count(">>> ") == 2 and lengths == [6]
+    everything = CliRunner().invoke(app, ["generate", run_dir, "--input", str(rows), "--max-new-tokens", "3"])
+    assert everything.output.count(">>> ") == 5 and lengths[-1] == 3
+    refused = CliRunner().invoke(app, ["generate", run_dir, "--prompt", "hi", "--max-new-tokens", "0"])
+    assert refused.exit_code == 2 and "max-new-tokens" in refused.output

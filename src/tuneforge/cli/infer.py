@@ -22,11 +22,18 @@ def generate(
     output_path: Path | None = typer.Option(
         None, "--output", help="Write each row plus its generation here."
     ),
-    max_new_tokens: int = typer.Option(128, help="Longest generation."),
+    max_new_tokens: int | None = typer.Option(
+        None, min=1, help="Longest generation (default: the run's eval.max_new_tokens)."
+    ),
     base_only: bool = typer.Option(
         False, "--base-only", help="Use the base model without the adapter (baseline)."
     ),
-    show: int = typer.Option(0, "--show", help="With --output, also print the first N rows."),
+    show: int | None = typer.Option(
+        None,
+        "--show",
+        min=0,
+        help="Print the first N rows (default: all of them, or none with --output).",
+    ),
     batch_size: int = typer.Option(8, help="Prompts generated together (grouped by length)."),
     sample: bool = typer.Option(False, "--sample", help="Sample instead of greedy decoding."),
     temperature: float = typer.Option(1.0, help="Sampling temperature (with --sample)."),
@@ -42,7 +49,11 @@ def generate(
 
     # --sample has always drawn from seed 42: sampled output stays what it was.
     decoding = Decoding.switched(
-        max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, top_p=top_p, seed=42
+        max_new_tokens=max_new_tokens or Decoding.max_new_tokens,
+        do_sample=sample,
+        temperature=temperature,
+        top_p=top_p,
+        seed=42,
     )
     with user_errors():
         generate_rows(
@@ -51,6 +62,7 @@ def generate(
             input_path=input_path,
             output_path=output_path,
             decoding=decoding,
+            max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             base_only=base_only,
             show=show,

@@ -31,7 +31,7 @@ def web_app(
         ..., help="Run directories (adapters on one base share it) or hf exports."
     ),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the app to your network."),
-    port: int = typer.Option(7860, help="Port."),
+    port: int = typer.Option(7860, min=1, max=65535, help="Port."),
     set_: list[str] = SET,
     trust_remote_code: bool = TRUST,
 ) -> None:
@@ -57,7 +57,7 @@ def serve(
     host: str = typer.Option(
         "127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the server to your network."
     ),
-    port: int = typer.Option(8000, help="Port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port."),
     api_key: str | None = typer.Option(
         None, "--api-key", help="Require this key (Authorization: Bearer KEY); default $TUNEFORGE_API_KEY."
     ),

@@ -1,6 +1,8 @@
 """Read a YAML config, apply `--set section.key=value` overrides, validate, explain errors.
 
-Errors name the file, the dotted key and, for a typo, the closest valid key.
+Errors name the file, the dotted key and, for a typo, the closest valid key. A key written twice in one
+mapping (a second `train:` section, or `lora.r` twice) is an error naming both lines: PyYAML would keep
+the last one silently.
 """
 
 from __future__ import annotations
@@ -16,12 +18,46 @@ from tuneforge.config.schema import RunConfig
 from tuneforge.errors import TuneforgeError
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    pass
+
+
+class StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key repeated in one mapping is an error."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merge keys may repeat
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, str | int | float | bool | type(None)):
+                    continue  # an unhashable key: SafeLoader's own error says so below
+                if key in first_line:
+                    raise DuplicateKeyError(
+                        None,
+                        None,
+                        f"key {key!r} is written twice (first on line {first_line[key] + 1}); the second would "
+                        "silently replace the first: keep one and merge what they set",
+                        key_node.start_mark,
+                    )
+                first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str):
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise TuneforgeError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path.read_text()) or {}
+    except DuplicateKeyError as exc:
+        raise TuneforgeError(f"{path}, line {exc.problem_mark.line + 1}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise TuneforgeError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -44,7 +80,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
             raise TuneforgeError(f"--set {override!r}: {part!r} is a value, not a section")
         node = child
     try:
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+        node[parts[-1]] = read_yaml(value) if value.strip() else ""
     except yaml.YAMLError as exc:
         raise TuneforgeError(
             f"--set {override!r}: the value of {key.strip()} is not valid YAML ({exc.problem}). Close the brackets, "

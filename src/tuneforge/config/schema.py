@@ -180,7 +180,10 @@ class DataConfig(Section):
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held-out fraction when no eval_path is given.")
     eval_path: str | None = Field(None, description="Separate evaluation file (same shape as path).")
     max_samples: int | None = Field(
-        None, ge=1, description="Use a seeded random sample of this many training rows."
+        None,
+        ge=1,
+        description="Use a seeded random sample of this many rows of data.path, drawn before the held-out "
+        "split (eval_fraction takes its share of them; with eval_path all of them train).",
     )
     seed: int = Field(42, description="Seed for sampling and the train/eval split.")
 

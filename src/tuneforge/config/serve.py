@@ -15,7 +15,7 @@ class ServeConfig(Section):
 
     backend: Literal["transformers"] = Field(
         "transformers",
-        description="The inference engine that generates (tuneforge.infer.engines.<backend>): transformers' "
+        description="The inference engine that generates (the registry in tuneforge/infer/engine.py): transformers' "
         "generate, batched. Also used by `tuneforge generate`, `eval` and the export check.",
     )
     max_concurrent_requests: int = Field(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -54,9 +55,10 @@ def generate_rows(
     input_path: Path | None,
     output_path: Path | None,
     decoding: Decoding,
+    max_new_tokens: int | None,
     batch_size: int,
     base_only: bool,
-    show: int,
+    show: int | None,
     trust_remote_code: bool,
     console: Console,
     score: Score,
@@ -68,6 +70,8 @@ def generate_rows(
     if output_path:
         check_writable(output_path)  # before the work, not after it
     loaded = load_run(run_dir, base_only=base_only, trust_remote_code=trust_remote_code)
+    # unset: as long as the run's own evaluation lets answers be
+    decoding = replace(decoding, max_new_tokens=max_new_tokens or loaded.config.eval.max_new_tokens)
     data = loaded.config.data
     rows = [plain_prompt(p, data) for p in prompts]
     rows += prompts_from_file(input_path, data, loaded.data_format) if input_path else []
@@ -76,7 +80,8 @@ def generate_rows(
         lines = [json.dumps({**row.row, "generation": text}, default=str) for row, text in zip(rows, texts)]
         write_atomically(output_path, "".join(line + "\n" for line in lines))
         console.print(f"wrote {len(rows)} rows to {output_path}")
-    for row, text in list(zip(rows, texts))[: show if output_path else len(rows)]:
+    shown = show if show is not None else (0 if output_path else len(rows))
+    for row, text in list(zip(rows, texts))[:shown]:
         expected = f"  [dim](expected: {row.reference})[/]" if row.reference is not None else ""
         console.print(f"[bold]>>> {row.messages[-1]['content']}[/]\n{text}{expected}", highlight=False)
     references = [row.reference for row in rows]
