@@ -103,7 +103,8 @@ FRESH_READER = textwrap.dedent(
     tokenizer = AutoTokenizer.from_pretrained(folder)
     with torch.inference_mode():
         out = {f"l{i}": model(torch.tensor([ids])).logits[0] for i, ids in enumerate(job["ids"])}
-    prompts = [tokenizer(tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)).input_ids
+    # the standard way: apply_chat_template tokenizes and adds no special tokens of its own
+    prompts = [list(tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=True)["input_ids"])
                for m in job["prompts"]]
     meta = {"prompts": json.dumps(prompts), "eos": json.dumps(model.generation_config.eos_token_id),
             "tuneforge": str(any(name.startswith("tuneforge") for name in sys.modules))}
@@ -118,6 +119,8 @@ def test_hf_export_is_plain_transformers_and_reproduces_the_adapter(stories_run,
     assert result.exit_code == 0, result.output
     check = json.loads((out / "export_check.json").read_text())
     assert check["passed"] and check["rows"] == 20 and check["against_adapter_on_quantized_base"] is None
+    figures = check["against_adapter_on_base"]
+    assert figures["template_prompts_equal"] == figures["template_prompts"] == 20
 
     model, encoder = adapter_on_base(stories_run)
     conversations = eval_conversations(stories_run)
@@ -188,15 +191,17 @@ def modelfile_template(text: str) -> str:
 @pytest.mark.parametrize(
     "template", ["alpaca", "chatml", "phi", "zephyr", "llama3", "mistral", "llama2", "raw"]
 )
-def test_ollama_template_renders_the_training_prompt(template, metaspace_tokenizer):
+def test_ollama_template_renders_the_training_prompt(template, tiny_models):
     from tuneforge.data.templates import install_chat_template
     from tuneforge.export.ollama import modelfile
 
-    tokenizer = copy.deepcopy(metaspace_tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models("llama"))  # byte-level BPE that adds BOS
     install_chat_template(tokenizer, template)
     encoder = ChatEncoder(tokenizer)
     written = modelfile(encoder, "model-f16.gguf", system_prompt="You are a doctor.")
-    assert 'PARAMETER stop "</s>"' in written and 'SYSTEM """You are a doctor."""' in written
+    assert (
+        f'PARAMETER stop "{tokenizer.eos_token}"' in written and 'SYSTEM """You are a doctor."""' in written
+    )
     for system in (None, "You are a doctor."):
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": "What are the symptoms of Asthma?"})
@@ -204,6 +209,21 @@ def test_ollama_template_renders_the_training_prompt(template, metaspace_tokeniz
         assert not rendered.startswith(tokenizer.bos_token)
         training = encoder.render(messages, add_generation_prompt=True)
         assert tokenizer.bos_token + rendered == with_bos(tokenizer, training)
+        # as llama.cpp reads it: BOS added, then the text's tokens: training's prompt ids
+        assert tokenizer(rendered).input_ids == encoder.prompt_ids(messages)
+
+
+@pytest.mark.parametrize("template", ["alpaca", "llama2"])
+def test_ollama_refuses_a_tokenizer_whose_runtime_ids_would_differ(template, metaspace_tokenizer):
+    """A SentencePiece tokenizer with prepend_scheme first: after BOS, llama.cpp puts a space that
+    transformers (and so training) does not; a Modelfile cannot reproduce the training prompt."""
+    from tuneforge.data.templates import install_chat_template
+    from tuneforge.export.ollama import modelfile
+
+    tokenizer = copy.deepcopy(metaspace_tokenizer)
+    install_chat_template(tokenizer, template)
+    with pytest.raises(TuneforgeError, match="Ollama .* would tokenize this model's prompts differently"):
+        modelfile(ChatEncoder(tokenizer), "model-f16.gguf", system_prompt=None)
 
 
 def with_bos(tokenizer, text: str) -> str:
@@ -246,19 +266,23 @@ def test_gguf_export_agrees_with_the_adapter_and_carries_template_and_eos(storie
 
     assert value("tokenizer.chat_template") == encoder.tokenizer.chat_template
     assert value("tokenizer.ggml.eos_token_id") == encoder.tokenizer.eos_token_id
+    # A user of the GGUF file alone, through transformers' GGUF loader and its embedded template, sends
+    # the prompts training used (BOS included), and the export check says so.
+    tokenizer = AutoTokenizer.from_pretrained(out, gguf_file="model-f16.gguf")
+    prompts = [c[:-1] for c in eval_conversations(stories_run)]
+    standard = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True) for p in prompts]
+    assert [list(s["input_ids"]) for s in standard] == [encoder.prompt_ids(p) for p in prompts]
+    figures = check["against_adapter_on_base"]
+    assert figures["template_prompts_equal"] == figures["template_prompts"] == len(prompts)
 
 
-def test_ollama_export_modelfile_names_its_gguf_and_renders_a_row(stories_run, tmp_path):
+def test_ollama_export_of_a_sentencepiece_run_is_refused_and_writes_nothing(stories_run, tmp_path):
+    """stories260K's tokenizer is SentencePiece with prepend_scheme first: Ollama would prompt it with a
+    space after BOS that training never saw. Refused before anything is written."""
     out = tmp_path / "ollama"
-    converted(stories_run, out, "--format", "ollama")
-    written = (out / "Modelfile").read_text()
-    gguf_name = written.splitlines()[0].removeprefix("FROM ./")
-    assert (out / gguf_name).is_file()
-    _, encoder = adapter_on_base(stories_run)
-    conversation = eval_conversations(stories_run, 1)[0]
-    rendered = ollama_prompt(modelfile_template(written), None, conversation[-2]["content"])
-    assert encoder.tokenizer(rendered).input_ids == encoder.prompt_ids(conversation[:-1])
-    assert rendered == encoder.render(conversation[:-1], add_generation_prompt=True)
+    result = invoke("export", stories_run, "--out", out, "--format", "ollama")
+    assert result.exit_code == 2 and "would tokenize this model's prompts differently" in result.output
+    assert not out.exists() and leftovers(tmp_path) == []
 
 
 def damage_truncate(adapter: Path) -> None:

@@ -109,6 +109,7 @@ def test_a_clean_file_passes_every_pair_check(tiny_models, tmp_path):
         "pair_differs",
         "empty_branch",
         "truncation",
+        "template_parity",
     ]
     assert all(c["passed"] for c in report["preflight"]), report["preflight"]
     assert report["rows"]["train"] == 12

@@ -16,6 +16,7 @@ EVERY_CHECK = {
     "eos",
     "trained_tokens",
     "double_bos",
+    "template_parity",
     "prompt_match",
     "answer_tokens",
     "truncation",

@@ -20,6 +20,11 @@ class PreflightConfig(Section):
         "error", description="No row has an empty answer (nothing to train; such rows are left out)."
     )
     double_bos: Severity = Field("error", description="No sample starts with two BOS tokens.")
+    template_parity: Severity = Field(
+        "error",
+        description="transformers' apply_chat_template on the saved template (what exports, GGUF and Ollama "
+        "runtimes use) builds the prompt ids training uses.",
+    )
     prompt_match: Severity = Field(
         "error",
         description="The tokens before each trained answer equal, token for token, the prompt inference builds "

@@ -23,6 +23,7 @@ prompt; preflight `prompt_match` counts such samples.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from jinja2 import TemplateError
@@ -88,6 +89,13 @@ class ChatEncoder:
         ids, _ = self._tokenize(self.render(messages, add_generation_prompt=True))
         return self._bos() + ids if self._needs_bos(ids) else ids
 
+    def standard_prompt_ids(self, messages: list[Message]) -> list[int]:
+        """The ids transformers' own `apply_chat_template(..., tokenize=True)` builds, adding no special
+        tokens: what every other runtime of the saved template (an hf export, GGUF, Ollama) sends. The
+        template-parity check compares them with `prompt_ids`."""
+        out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        return list(out["input_ids"] if isinstance(out, Mapping) else out)
+
     def text_prompt_ids(self, text: str) -> list[int]:
         """The ids of raw text to continue (no template, no EOS): what a completions endpoint feeds."""
         ids, _ = self._tokenize(text)
@@ -110,6 +118,8 @@ class ChatEncoder:
                 token += 1
             labels[start:token] = ids[start:token]
             answers.append(AnswerSpan(turn, start, token, text[first_char:end_char], merged))
+        if ids[:1] == self._bos():  # written by the template: position 0 is never a target, BOS stays -100
+            labels[0] = IGNORE
         if self._needs_bos(ids):
             ids, labels = self._bos() + ids, [IGNORE] + labels
             answers = [replace(a, start=a.start + 1, end=a.end + 1) for a in answers]

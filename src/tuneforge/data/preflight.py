@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from datasets import Dataset
+from jinja2 import TemplateError
 
 from tuneforge.config.schema import PreflightConfig
 from tuneforge.data.tokenize import AUTO_LENGTH_STEP, TokenizeStats
@@ -155,6 +156,39 @@ def run_preflight(
     }
     skip = () if has_prompts else ("prompt_match", "answer_tokens")
     return run_checks(policy, {name: check for name, check in checks.items() if name not in skip})
+
+
+PARITY_PROBES: tuple[list, ...] = (
+    [{"role": "user", "content": "Hello there."}],
+    [
+        {"role": "user", "content": "Count the lines."},
+        {"role": "assistant", "content": "wc -l notes.txt"},
+        {"role": "user", "content": "And the words?"},
+    ],
+)
+
+
+def check_template_parity(encoder) -> tuple[bool, str]:
+    """The run's prompts against transformers' standard rendering of the same saved template, on probe
+    conversations; a probe the template cannot render is skipped (the data's own rows are checked later)."""
+    for messages in PARITY_PROBES:
+        try:
+            ours, standard = encoder.prompt_ids(messages), encoder.standard_prompt_ids(messages)
+        except (TuneforgeError, TemplateError):
+            continue
+        if ours != standard:
+            bos = encoder.tokenizer.bos_token_id
+            hint = (
+                " The template writes no BOS, which the tokenizer puts before plain text: write {{ bos_token }} "
+                "at its start (data.template)."
+                if ours[:1] == [bos] and standard[:1] != [bos]
+                else ""
+            )
+            return False, (
+                f"apply_chat_template on the saved template builds {standard[:8]}... where training uses "
+                f"{ours[:8]}...: an export, GGUF or Ollama would prompt the model differently.{hint}"
+            )
+    return True, "apply_chat_template builds the prompts training uses"
 
 
 def run_checks(policy: PreflightConfig, checks: dict) -> list[CheckResult]:

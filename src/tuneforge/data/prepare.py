@@ -3,7 +3,7 @@ sets plus what happened, as one `PreparedData` whatever the track.
 
 load rows (one source, or data.mix) -> the track checks their columns -> install the prompt template ->
 encode and check every row through the track (or reuse the tokenization cache) -> resolve max_length ->
-the track's preflight checks
+the track's preflight checks, and the template's parity with transformers' own rendering
 
     data = prepare_data(config.data, tokenizer, max_length=None, context_length=2048)   # None: auto
     data = prepare_data(config.data, tokenizer, None, 2048, track=PAIRS)                # preference pairs
@@ -17,6 +17,7 @@ from tuneforge.config.schema import DataConfig
 from tuneforge.data import cache
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.mix import load_mix, mixed_view
+from tuneforge.data.preflight import check_template_parity, run_checks
 from tuneforge.data.prepared import PreparedData
 from tuneforge.data.samples import SAMPLES
 from tuneforge.data.sources import RawData, load_data_rows, sha256
@@ -46,11 +47,14 @@ def prepare_data(
         max_length=max_length,
         context_length=context_length,
     )
+    encoder = ChatEncoder(tokenizer)
     cached = cache.load(key, track.stats_type) if data.cache else None
-    encoded = cached or track.encode(raw, shape, view, ChatEncoder(tokenizer), max_length, context_length)
+    encoded = cached or track.encode(raw, shape, view, encoder, max_length, context_length)
     if data.cache and cached is None:
         cache.store(key, *encoded)
     checks = track.preflight(view, tokenizer, encoded, shape)
+    if shape != "text":  # documents are trained without a template
+        checks += run_checks(data.preflight, {"template_parity": lambda: check_template_parity(encoder)})
     train, eval_set, train_stats, eval_stats = encoded
     return PreparedData(
         train,

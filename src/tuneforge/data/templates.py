@@ -4,7 +4,10 @@ A tokenizer that has a chat template keeps it (template: auto). A base model wit
 named built-in, installed as `tokenizer.chat_template`; it is saved with the adapter, so whatever
 loads the adapter renders prompts exactly as training did. Built-ins end each assistant turn with
 the EOS token so the model learns to stop, and no generation prompt ends in a space (see encode.py's
-boundary rule).
+boundary rule). For a tokenizer that puts BOS before plain text, a built-in (or a template file) that does
+not write BOS gets it written first: whatever
+renders the saved template the standard way (transformers' `apply_chat_template`, a GGUF or Ollama
+runtime), which adds no special tokens of its own, then sends the ids training used.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def install_chat_template(tokenizer: PreTrainedTokenizerBase, template: str) -> 
             return "the tokenizer's own chat template"
         template = "alpaca"
     if template in BUILTIN_TEMPLATES:
-        tokenizer.chat_template = BUILTIN_TEMPLATES[template]
+        tokenizer.chat_template = with_bos(BUILTIN_TEMPLATES[template], tokenizer)
         return f"built-in template {template!r}"
     path = Path(template)
     if not path.is_file():
@@ -89,5 +92,14 @@ def install_chat_template(tokenizer: PreTrainedTokenizerBase, template: str) -> 
         raise TuneforgeError(
             f"{template}: line {exc.lineno}: not a valid Jinja template ({exc.message})"
         ) from None
-    tokenizer.chat_template = text
+    tokenizer.chat_template = with_bos(text, tokenizer)
     return f"template file {template}"
+
+
+def with_bos(template: str, tokenizer: PreTrainedTokenizerBase) -> str:
+    """The template opening with BOS where the tokenizer puts BOS before plain text (as the model saw text
+    in pretraining) and the template does not write it already."""
+    bos = tokenizer.bos_token_id
+    if bos is None or "bos_token" in template or tokenizer("a").input_ids[:1] != [bos]:
+        return template
+    return "{{ bos_token }}" + template

@@ -25,7 +25,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -74,19 +74,24 @@ def tolerance(export_weights: str, reference_dtype: str) -> Tolerance:
 class Probes:
     inputs: list[list[int]]  # whole conversations (prompt and answer): logits compared at every position
     prompts: list[list[int]]  # generation prompts: greedy continuations compared
+    # the prompts' messages: the export's own tokenizer renders them with its saved template
+    conversations: list[list[dict]] = field(default_factory=list)
 
 
 @dataclass
 class Outputs:
     logits: list[torch.Tensor]
     generated: list[list[int]]
+    # prompt ids from the conversations: training's encoder (reference) or the export's
+    # apply_chat_template; None where the export carries no template its reader could render
+    template_prompts: list[list[int]] | None = None
 
 
 def probes(encoder: ChatEncoder, run: RunDir, loaded: LoadedRun, data_file: Path | None) -> Probes:
     rows = heldout_rows(run, loaded.config.data, loaded.data_format, data_file)[:MAX_ROWS]
     inputs = [encoder.encode_conversation(conversation(r)).input_ids[:MAX_POSITIONS] for r in rows]
     prompts = [encoder.prompt_ids(r.messages)[:MAX_POSITIONS] for r in rows]
-    return Probes(inputs, prompts)
+    return Probes(inputs, prompts, [r.messages for r in rows])
 
 
 @torch.inference_mode()
@@ -97,7 +102,7 @@ def run_reference(loaded: LoadedRun, probe: Probes) -> Outputs:
     generated = engine_for(loaded).generate(
         probe.prompts, decoding=Decoding(max_new_tokens=NEW_TOKENS), batch_size=1
     )
-    return Outputs(logits, generated)
+    return Outputs(logits, generated, [loaded.encoder.prompt_ids(m) for m in probe.conversations])
 
 
 def run_reader(folder: Path, gguf_file: str | None, probe: Probes, tokenizer) -> Outputs:
@@ -112,6 +117,7 @@ def run_reader(folder: Path, gguf_file: str | None, probe: Probes, tokenizer) ->
                     "gguf_file": gguf_file,
                     "inputs": probe.inputs,
                     "prompts": probe.prompts,
+                    "conversations": probe.conversations,
                     "max_new_tokens": NEW_TOKENS,
                     "eos_token_id": tokenizer.eos_token_id,
                     "pad_token_id": tokenizer.pad_token_id,
@@ -133,7 +139,9 @@ def run_reader(folder: Path, gguf_file: str | None, probe: Probes, tokenizer) ->
                 raise TuneforgeError("the export check's reader imported tuneforge; it must stay independent")
             logits = [f.get_tensor(f"logits.{i}") for i in range(len(probe.inputs))]
             generated = [f.get_tensor(f"generated.{i}").tolist() for i in range(len(probe.prompts))]
-    return Outputs(logits, generated)
+            rendered, names = [f"template.{i}" for i in range(len(probe.conversations))], set(f.keys())
+            template = [f.get_tensor(n).tolist() for n in rendered] if names.issuperset(rendered) else None
+    return Outputs(logits, generated, template)
 
 
 def compare(reference: Outputs, exported: Outputs) -> dict:
@@ -154,10 +162,26 @@ def compare(reference: Outputs, exported: Outputs) -> dict:
         "positions": positions,
         "generations_equal": same,
         "generations": len(reference.generated),
+        **template_figures(reference, exported),
+    }
+
+
+def template_figures(reference: Outputs, exported: Outputs) -> dict:
+    """How many prompts the export's own apply_chat_template builds exactly as training does."""
+    if exported.template_prompts is None:
+        return {"template_prompts_equal": None}
+    pairs = zip(reference.template_prompts or [], exported.template_prompts)
+    return {
+        "template_prompts_equal": sum(a == b for a, b in pairs),
+        "template_prompts": len(exported.template_prompts),
     }
 
 
 def within(figures: dict, limit: Tolerance) -> bool:
+    """Inside the format's tolerance, and every prompt the export's template builds is training's."""
+    equal = figures.get("template_prompts_equal")
+    if equal is not None and equal != figures.get("template_prompts"):
+        return False
     if figures["top1_agreement"] < limit.min_top1:
         return False
     return limit.max_abs_diff is None or figures["max_abs_logit_diff"] <= limit.max_abs_diff
@@ -186,6 +210,11 @@ def summary(result: CheckResult) -> str:
         f"{figures['max_abs_logit_diff']:.2e}, greedy generations equal {figures['generations_equal']}/"
         f"{figures['generations']}"
     )
+    if figures.get("template_prompts_equal") is not None:
+        text += (
+            f", prompts from the export's own chat template equal {figures['template_prompts_equal']}/"
+            f"{figures['template_prompts']}"
+        )
     quantized = result.against_adapter_on_quantized_base
     if quantized:
         text += (

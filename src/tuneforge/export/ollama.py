@@ -59,7 +59,24 @@ def stop_strings(encoder: ChatEncoder) -> list[str]:
     return stops
 
 
+def check_runtime_ids(encoder: ChatEncoder) -> None:
+    """llama.cpp adds BOS and then tokenizes the TEMPLATE's text, with SentencePiece's space prefix after
+    it; transformers (and so training, whose template writes BOS) puts no space after a special token with
+    some SentencePiece tokenizers (Metaspace, prepend_scheme first). Where the two differ Ollama would
+    prompt the model differently from training: refused, not shipped."""
+    messages = [{"role": "user", "content": "Count the lines in notes.txt."}]
+    text = without_bos(encoder, encoder.render(messages, add_generation_prompt=True))
+    runtime = encoder.tokenizer(text).input_ids  # BOS added as llama.cpp adds it, then the text
+    if runtime != encoder.prompt_ids(messages):
+        raise TuneforgeError(
+            "--format ollama: Ollama (llama.cpp) would tokenize this model's prompts differently from training "
+            "(its SentencePiece tokenizer puts a space after BOS that transformers does not), so the Modelfile "
+            "cannot reproduce them. Export --format gguf or hf, whose checks pass with transformers."
+        )
+
+
 def modelfile(encoder: ChatEncoder, gguf_name: str, system_prompt: str | None) -> str:
+    check_runtime_ids(encoder)
     lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{ollama_template(encoder)}"""']
     lines += [f"PARAMETER stop {quoted(stop)}" for stop in stop_strings(encoder)]
     if system_prompt:

@@ -5,9 +5,11 @@ loader).
 
     python reader.py REQUEST.json RESULT.safetensors
 
-REQUEST: {"folder", "gguf_file" (or null), "inputs": [[ids]], "prompts": [[ids]], "max_new_tokens",
-"eos_token_id", "pad_token_id"}. RESULT: logits.I (every position of inputs[I]) and generated.I (greedy
-new tokens after prompts[I]).
+REQUEST: {"folder", "gguf_file" (or null), "inputs": [[ids]], "prompts": [[ids]], "conversations":
+[[messages]], "max_new_tokens", "eos_token_id", "pad_token_id"}. RESULT: logits.I (every position of
+inputs[I]), generated.I (greedy new tokens after prompts[I]) and template.I (the ids the export's own
+tokenizer builds for conversations[I] with apply_chat_template, as any user's code would; left out when
+the export has no chat template).
 """
 
 import json
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
 def main(request_path: str, result_path: str) -> None:
@@ -39,8 +41,25 @@ def main(request_path: str, result_path: str) -> None:
                 pad_token_id=request["pad_token_id"],
             )
             results[f"generated.{i}"] = out[0, len(ids) :].cpu()
+    results.update(template_prompts(request, where))
     imported = sorted(name for name in sys.modules if name.split(".")[0] == "tuneforge")
     save_file(results, result_path, metadata={"tuneforge_modules": json.dumps(imported)})
+
+
+def template_prompts(request: dict, where: dict) -> dict:
+    try:  # a GGUF file whose tokenizer transformers cannot rebuild leaves the template unchecked, not failed
+        tokenizer = AutoTokenizer.from_pretrained(request["folder"], **where)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"the export's tokenizer could not be loaded: {exc}", file=sys.stderr)
+        return {}
+    if not tokenizer.chat_template:
+        return {}
+    results = {}
+    for i, messages in enumerate(request.get("conversations", [])):
+        out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = out["input_ids"] if hasattr(out, "keys") else out
+        results[f"template.{i}"] = torch.tensor(ids, dtype=torch.long)
+    return results
 
 
 if __name__ == "__main__":
