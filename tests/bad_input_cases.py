@@ -125,6 +125,16 @@ def locked_copy(w: World) -> Path:
     return copy
 
 
+def fifo_output(w: World) -> list[str]:
+    """--output naming a named pipe: renaming onto it would replace it with a regular file."""
+    import os
+
+    pipe = w.tmp / "predictions.fifo"
+    if not pipe.exists():
+        os.mkfifo(pipe)
+    return ["generate", str(w.finished), "--prompt", "count a.txt", "--output", str(pipe)]
+
+
 def changed_data_run(w: World) -> list[str]:
     """A run stopped after a checkpoint whose training file was then edited, resumed to train longer."""
     data = w.file("train.jsonl", w.data.read_text())
@@ -164,6 +174,7 @@ CASES = {
         lambda w: w.train(w.config(), "--set", "train.epochs=.inf"),
         ["train.epochs", "finite"],
     ),
+    "generate --output onto a named pipe": (fifo_output, ["predictions.fifo", "not a regular file"]),
     "serve on a port that does not exist": (
         lambda w: ["serve", str(w.finished), "--port", "70000"],
         ["--port", "65535"],

@@ -3,6 +3,7 @@ port, two adapters on one base plus the base, talked to with the official `opena
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -182,6 +183,14 @@ def test_errors_have_openai_shape_and_status(client, server):
         headers={**headers, "content-type": "application/json"},
     )
     assert bad_json.status_code == 400 and "error" in bad_json.json()
+    # JSON may escape a lone surrogate, which no tokenizer encodes: a 400 in the OpenAI shape, not a 500
+    surrogate = json.dumps({"model": "alpha", "messages": [{"role": "user", "content": "a\ud800b"}]})
+    reply = httpx.post(
+        server + "/v1/chat/completions",
+        content=surrogate.encode(),
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert reply.status_code == 400 and "surrogate" in reply.json()["error"]["message"], reply.text
     with pytest.raises(openai.BadRequestError) as too_long:
         ask(client, "alpha", "x" * 3000)
     assert too_long.value.body["code"] == "context_length_exceeded"

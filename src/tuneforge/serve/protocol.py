@@ -11,7 +11,21 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_serializer
+
+
+def utf8_text(value: str) -> str:
+    """JSON may carry a lone surrogate ("\\ud800"), which no tokenizer can encode: a 400, not a 500."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"the text holds a lone surrogate at character {exc.start}, which is not valid UTF-8"
+        ) from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(utf8_text)]
 
 
 class Body(BaseModel):
@@ -20,7 +34,7 @@ class Body(BaseModel):
 
 class ChatMessage(Body):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: Text
 
 
 class StreamOptions(Body):
@@ -34,7 +48,7 @@ class Sampling(Body):
     max_tokens: int | None = Field(None, ge=1, description="Most new tokens; default and cap: the server's.")
     temperature: float = Field(1.0, ge=0, le=2, description="0 is greedy decoding.")
     top_p: float = Field(1.0, gt=0, le=1)
-    stop: str | Annotated[list[str], Field(max_length=4)] | None = Field(
+    stop: Text | Annotated[list[Text], Field(max_length=4)] | None = Field(
         None, description="Up to 4 strings that end the answer."
     )
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Makes sampling repeatable.")
@@ -57,7 +71,7 @@ class ChatCompletionRequest(Sampling):
 
 
 class CompletionRequest(Sampling):
-    prompt: str | list[str] = Field(description="Raw text, no chat template; a list must hold one string.")
+    prompt: Text | list[Text] = Field(description="Raw text, no chat template; a list must hold one string.")
     echo: Literal[False] = False
 
 
