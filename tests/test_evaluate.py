@@ -179,3 +179,24 @@ def test_lm_evaluation_harness_runs_a_local_task_on_the_tuned_model(tiny_models,
     results = eval_json(*args)
     accuracy = results["benchmarks"]["shell_choice"]["acc,none"]
     assert 0.0 <= accuracy <= 1.0 and results["benchmarks"]["shell_choice"]["sample_len"] == 2
+
+
+def test_training_and_eval_report_one_held_out_loss(tiny_models, tmp_path):
+    """One definition, token-weighted over answer tokens (and EOS): the loss training logs at its last
+    evaluation equals `tuneforge eval`'s on the same rows. Rows of very different answer lengths make a
+    per-batch average differ."""
+    from tuneforge.eval.evaluate import evaluate_run
+
+    rows = [{"prompt": f"say {i}", "completion": ("word " * (1 + (i % 7) * 6)).strip()} for i in range(48)]
+    config = quick_config(
+        tiny_models("llama"),
+        write_jsonl(tmp_path / "rows.jsonl", rows),
+        data={"eval_fraction": 0.25, "template": "alpaca"},
+        train={"max_steps": 2, "eval_steps": 2, "save_steps": 2, "eval_batch_size": 4, "max_length": 256},
+    )
+    result = run_finetune(config, tmp_path / "run")
+    evaluation = evaluate_run(
+        tmp_path / "run", metrics=["exact_match"], compare_base=True, overrides=["eval.max_new_tokens=1"]
+    )
+    assert abs(result.eval_after["eval_loss"] - evaluation.tuned.loss["loss"]) < 1e-4
+    assert abs(result.eval_before["eval_loss"] - evaluation.base.loss["loss"]) < 1e-4

@@ -86,6 +86,8 @@ class PreferenceTrainer(SftTrainer):
     simpo_gamma = 0.5
     kto_weights = (1.0, 1.0)
 
+    loss_per_answer_token = False  # the loss is one number per pair (or KTO row), averaged over rows
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # The loss is a mean over pairs, not a sum over tokens: let the Trainer divide by accumulation steps.

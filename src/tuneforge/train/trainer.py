@@ -23,6 +23,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from tuneforge.config.schema import TrainConfig
 from tuneforge.data.collate import PadCollator
+from tuneforge.data.encode import IGNORE
 from tuneforge.run.processes import world_size
 from tuneforge.train.selective_loss import causal_lm, frozen_linear, selective_loss, supports_selective_loss
 
@@ -47,9 +48,11 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
 
 
 class SftTrainer(Trainer):
-    """The Trainer with a resumable length-grouped order (see EpochSeededLengthGroupedSampler) and,
-    optionally, generation metrics added to every evaluation (`scorer`: model -> {name: value})."""
+    """The Trainer with a resumable length-grouped order (see EpochSeededLengthGroupedSampler), the held-out
+    loss per answer token and, optionally, generation metrics added to every evaluation (`scorer`: model ->
+    {name: value})."""
 
+    loss_per_answer_token = True  # the held-out loss is token-weighted; a pair's loss is not (preference)
     scorer = None
     selective = False  # compute the loss with tuneforge.train.selective_loss (set by build_trainer)
 
@@ -63,6 +66,29 @@ class SftTrainer(Trainer):
         if self.args.average_tokens_across_devices and items is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
         return (loss, {"loss": loss}) if return_outputs else loss
+
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        """The held-out loss as `tuneforge eval` defines it: summed over every answer token, divided by
+        their number (the Trainer's own averages each batch's mean over rows, which weighs a short answer
+        like a long one)."""
+        self.heldout = torch.zeros(2, dtype=torch.float64, device=self.args.device)  # loss sum, tokens
+        output = super().evaluation_loop(
+            dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+        )
+        total = self.accelerator.reduce(self.heldout, reduction="sum")
+        if self.loss_per_answer_token and total[1] > 0:
+            output.metrics[f"{metric_key_prefix}_loss"] = (total[0] / total[1]).item()
+        return output
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        counting = self.loss_per_answer_token and getattr(self, "heldout", None) is not None
+        if counting and loss is not None and "labels" in inputs:
+            tokens = (inputs["labels"][..., 1:] != IGNORE).sum()  # the positions the batch's mean is over
+            self.heldout += torch.stack([loss.detach().double() * tokens, tokens.double()]).to(self.heldout)
+        return loss, logits, labels
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
