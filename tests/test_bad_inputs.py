@@ -88,8 +88,9 @@ def test_library_noise_is_not_printed(world):
     import subprocess
     import sys
 
-    config = world.config("quant:\n  mode: 4bit\n", name="qlora.yaml")
-    command = [sys.executable, "-m", "tuneforge.cli", "train", config, "--output-dir", str(world.tmp / "q")]
+    config = world.config(name="qlora.yaml")
+    command = [sys.executable, "-m", "tuneforge.cli", "train", config, "--set", "quant.mode=4bit"]
+    command += ["--output-dir", str(world.tmp / "q")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "bitsandbytes" in sys.modules, "the test process imported it too: the library is installed"

@@ -68,7 +68,7 @@ def reference_generation(run_dir, prompt: str, max_new_tokens: int) -> str:
     ids = tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=False
     )
-    ids = [tokenizer.bos_token_id, *ids]  # the Llama-style tokenizer adds BOS; the template does not write it
+    assert ids[0] == tokenizer.bos_token_id  # the template writes BOS itself: no hand-added BOS needed
     with torch.no_grad():
         out = model.generate(torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False)
     return tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
