@@ -7,8 +7,13 @@ unchanged (no command may touch a run it was not asked to, nor one it was asked 
 
 from __future__ import annotations
 
+import bad_cases_data
+import bad_cases_faults
+import bad_cases_safety
+import bad_cases_serving
 import pytest
-from bad_input_cases import CASES, World, tree_digest
+from bad_input_cases import CASES as FIRST_CASES
+from bad_input_cases import World, tree_digest
 from conftest import quick_config, write_jsonl
 from typer.testing import CliRunner
 
@@ -16,6 +21,13 @@ from tuneforge.cli import app
 from tuneforge.train.run import run_finetune
 
 runner = CliRunner()
+
+TABLES = [
+    FIRST_CASES,
+    *(m.CASES for m in (bad_cases_data, bad_cases_faults, bad_cases_safety, bad_cases_serving)),
+]
+CASES = {name: case for table in TABLES for name, case in table.items()}
+assert len(CASES) == sum(map(len, TABLES)), "two tables name the same case"
 
 
 @pytest.fixture(scope="module")
