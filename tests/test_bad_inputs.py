@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bad_cases_data
 import bad_cases_faults
+import bad_cases_runs
 import bad_cases_safety
 import bad_cases_serving
 import pytest
@@ -24,7 +25,10 @@ runner = CliRunner()
 
 TABLES = [
     FIRST_CASES,
-    *(m.CASES for m in (bad_cases_data, bad_cases_faults, bad_cases_safety, bad_cases_serving)),
+    *(
+        m.CASES
+        for m in (bad_cases_data, bad_cases_faults, bad_cases_runs, bad_cases_safety, bad_cases_serving)
+    ),
 ]
 CASES = {name: case for table in TABLES for name, case in table.items()}
 assert len(CASES) == sum(map(len, TABLES)), "two tables name the same case"

@@ -63,7 +63,7 @@ def test_data_command_reports_as_json(tmp_path, tiny_models, demo_files):
     report = json.loads(result.stdout)  # stderr (datasets progress) is not part of the JSON
     assert report["rows"] == {"train": 160, "eval": 24, "read": 160, "eval_read": 24}
     assert {c["check"] for c in report["preflight"]} >= {"eos", "prompt_match", "answer_tokens", "truncation"}
-    assert report["max_length"] == {"requested": 64, "applied": 64}
+    assert report["max_length"] == {"requested": 64, "applied": 64, "capped_at_context": False}
     assert all(c["passed"] for c in report["preflight"])
     assert report["lora_targets"]["q_proj"] == 2 and sum(b["samples"] for b in report["histogram"]) == 160
     shown = runner.invoke(app, ["data", str(path), "--n", "2"])

@@ -123,11 +123,26 @@ def test_runs_lists_runs_with_their_metrics_and_compare_shows_what_changed(tiny_
     )
     for run in (first, second):
         eval_json(str(run))
-    listed = runner.invoke(app, ["runs", str(tmp_path / "runs")], env={"COLUMNS": "250"})
+    report = (first / "eval" / "report.md").read_text()
+    for line in (f"- base model: {tiny_models('llama')}", "- steps trained: 2", "- method: sft, lora"):
+        assert line in report, report  # the report says what produced it
+    assert "- decoding: greedy, up to 8 new tokens" in report and "- evaluated: 20" in report
+    assert (
+        f"<tr><th>held-out rows</th><td>6 from {first / 'eval_split.jsonl'}"
+        in (first / "eval" / "report.html").read_text()
+    )
+    damaged = shutil.copytree(first, tmp_path / "runs" / "r4-copy")
+    (damaged / "manifest.json").write_text((damaged / "manifest.json").read_text()[:40])
+    listed = runner.invoke(app, ["runs", str(tmp_path / "runs")])  # not a terminal, 80 columns
     assert listed.exit_code == 0, listed.output
-    assert "2 runs" in listed.output and "r4" in listed.output and "r8" in listed.output
-    assert listed.output.count("exact_match") == 2 and listed.output.count("finished") == 2
-    compared = runner.invoke(app, ["compare", str(first), str(second)], env={"COLUMNS": "250"})
+    assert "3 runs" in listed.output and str(first) in listed.output and str(second) in listed.output
+    assert str(tiny_models("llama")) in listed.output, "whole names in a log, not 'models…'"
+    assert listed.output.count("exact_match") == 3 and listed.output.count("finished") == 2
+    assert re.search(rf"{damaged}\s.*damaged", listed.output), listed.output
+    used = runner.invoke(app, ["generate", str(damaged), "--prompt", "hi"])
+    assert used.exit_code == 2 and "manifest.json is damaged (not valid JSON" in used.output, used.output
+    assert "--resume" not in used.output and "Restore" in used.output
+    compared = runner.invoke(app, ["compare", str(first), str(second)])
     assert compared.exit_code == 0, compared.output
     assert re.search(r"lora\.r\s.*4\s.*8", compared.output) and "held-out loss" in compared.output
     assert "data.path" not in compared.output, "only the keys that differ"

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
 
 from tuneforge.cli import app
+from tuneforge.cli.app import quiet_third_party_noise
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.sources import read_jsonl
 from tuneforge.errors import TuneforgeError
@@ -146,7 +148,11 @@ def test_hf_export_is_plain_transformers_and_reproduces_the_adapter(stories_run,
     assert encoder.tokenizer.eos_token_id in json.loads(meta["eos"])
 
     card = (out / "README.md").read_text()
-    assert card.startswith("---\nbase_model: ") and "Diseases_Symptoms.csv" in card and "Export check" in card
+    assert "Diseases_Symptoms.csv" in card and "Export check" in card
+    # A local base is no hub id: the card says so instead of linking a path.
+    assert "base_model:" not in card.split("---")[1] and "names no `base_model`" in card
+    modes = {path.name: path.stat().st_mode & 0o777 for path in out.iterdir()}
+    assert len(set(modes.values())) == 1, f"the weights are as readable as the rest: {modes}"
     # `generate` takes the export as it takes the run, and answers the same.
     from_run = invoke("generate", stories_run, "--prompt", "Asthma", "--max-new-tokens", "16")
     from_export = invoke("generate", out, "--prompt", "Asthma", "--max-new-tokens", "16")
@@ -205,6 +211,8 @@ def test_gguf_export_agrees_with_the_adapter_and_carries_template_and_eos(storie
         return bytes(part).decode() if key.endswith("template") else int(part[0])
 
     assert value("tokenizer.chat_template") == encoder.tokenizer.chat_template
+    name = fields["general.name"]
+    assert bytes(name.parts[name.data[0]]).decode() == "gguf", "the export's name, not '.Hf'"
     assert value("tokenizer.ggml.eos_token_id") == encoder.tokenizer.eos_token_id
     # A user of the GGUF file alone, through transformers' GGUF loader and its embedded template, sends
     # the prompts training used (BOS included), and the export check says so.
@@ -440,8 +448,14 @@ def test_gguf_base_trains_and_starts_from_the_same_loss_as_the_hf_base(tmp_path,
     model = config.model.model_copy(
         update={"name_or_path": str(gguf_folder), "gguf_file": "stories260K.gguf"}
     )
-    gguf = run_finetune(config.model_copy(update={"model": model}), tmp_path / "gguf")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_third_party_noise()  # as every command does
+        gguf = run_finetune(config.model_copy(update={"model": model}), tmp_path / "gguf")
     assert gguf.global_step == 3
+    assert not [w for w in seen if "vocabulary was not modified" in str(w.message)], (
+        "peft's noise on each save"
+    )
     # Its pad and separator ids (4294967295) point past the vocabulary: said, and left out of a cached copy.
     assert "past its 512-token vocabulary" in capsys.readouterr().out
     assert not any(p.name.endswith(".tmp") for p in (tmp_path / "gguf-cache").rglob("*"))

@@ -15,11 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from tuneforge import __version__
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import TuneforgeError, os_fault
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune causal LMs with LoRA / QLoRA.")
 console = Console()
 SHOW_TRACEBACKS = {"on": False}
+LOG_WIDTH = 1000
 
 
 def version_callback(value: bool) -> None:
@@ -37,6 +38,9 @@ def main(
 ) -> None:
     """tuneforge: data -> template -> tokens -> (quantized) model + adapter -> training -> run directory."""
     SHOW_TRACEBACKS["on"] = debug
+    # In a log rich lays tables out at 80 columns and cuts every run, model and data name to "runs/…":
+    # there, lines may be as long as their content.
+    console.width = None if console.is_terminal or console.is_jupyter else LOG_WIDTH
     quiet_third_party_noise()
     if rank_tag():  # under torchrun only rank 0 talks; the others report their own errors only
         console.quiet = True
@@ -57,6 +61,11 @@ def quiet_third_party_noise() -> None:
     )
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft calling a renamed API
     warnings.filterwarnings("ignore", message=".*clean_up_tokenization_spaces.*")
+    # peft, saving a checkpoint of an adapter on a base with no config.json beside it (a GGUF base): it
+    # assumes the vocabulary was not resized, which tuneforge never does.
+    warnings.filterwarnings(
+        "ignore", message="Could not find a config file in .* vocabulary was not modified"
+    )
 
 
 def rank_tag() -> str:
@@ -71,7 +80,8 @@ def errors() -> Console:
 
 class user_errors:  # noqa: N801 - used as a context manager, reads like a statement
     """Any error becomes one red message and a non-zero exit, never a traceback (`--debug` shows it):
-    2 for problems the user can fix (TuneforgeError), 1 for anything unexpected, 130 for Ctrl-C."""
+    2 for problems the user can fix (TuneforgeError, or a file fault such as no permission or a full disk),
+    1 for anything unexpected, 130 for Ctrl-C."""
 
     def __enter__(self):
         return self
@@ -79,14 +89,16 @@ class user_errors:  # noqa: N801 - used as a context manager, reads like a state
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None or issubclass(exc_type, (typer.Exit, SystemExit)) or SHOW_TRACEBACKS["on"]:
             return False
-        if issubclass(exc_type, TuneforgeError):
-            errors().print(
-                f"[bold red]error:[/]{rank_tag()} {escape(str(exc))}", highlight=False, soft_wrap=True
-            )
-            raise typer.Exit(2)
         if issubclass(exc_type, KeyboardInterrupt):
             console.print("[bold yellow]interrupted[/]")
             raise typer.Exit(130)
+        # A missed site of a file fault the user can fix (no permission, a full disk, ...) is still theirs.
+        fault = exc if isinstance(exc, TuneforgeError) else os_fault(exc)
+        if fault is not None:
+            errors().print(
+                f"[bold red]error:[/]{rank_tag()} {escape(str(fault))}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(2)
         errors().print(
             f"[bold red]error:[/]{rank_tag()} {exc_type.__name__}: {escape(str(exc))}\nThis was not expected: rerun with "
             "`tuneforge --debug ...` for the traceback, and report it.",

@@ -8,6 +8,13 @@ import typer
 
 from tuneforge.cli.app import app, console, user_errors
 
+TRUST = typer.Option(False, "--trust-remote-code", help="Allow the model code a run's config asks to run.")
+BASE_CHANGE = typer.Option(
+    False,
+    "--allow-base-change",
+    help="Use the run although its base model changed since it was trained (a warning says what changed).",
+)
+
 
 @app.command()
 def generate(
@@ -38,9 +45,8 @@ def generate(
     sample: bool = typer.Option(False, "--sample", help="Sample instead of greedy decoding."),
     temperature: float = typer.Option(1.0, help="Sampling temperature (with --sample)."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass (with --sample)."),
-    trust_remote_code: bool = typer.Option(
-        False, "--trust-remote-code", help="Allow the model code a run's config asks to run."
-    ),
+    trust_remote_code: bool = TRUST,
+    allow_base_change: bool = BASE_CHANGE,
 ) -> None:
     """Generate with the run's model; with --input rows that hold their answer, report exact match."""
     from tuneforge.eval.metrics import exact_match
@@ -67,6 +73,7 @@ def generate(
             base_only=base_only,
             show=show,
             trust_remote_code=trust_remote_code,
+            allow_base_change=allow_base_change,
             console=console,
             score=exact_match,
         )

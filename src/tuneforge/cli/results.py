@@ -40,6 +40,11 @@ def evaluate(
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow the model code a run's config asks to run."
     ),
+    allow_base_change: bool = typer.Option(
+        False,
+        "--allow-base-change",
+        help="Use the run although its base model changed since it was trained (a warning says what changed).",
+    ),
 ) -> None:
     """Held-out loss and generation metrics of a run; base vs tuned; per checkpoint; report in RUN_DIR/eval/."""
     from tuneforge.eval.command import evaluate_command
@@ -57,6 +62,7 @@ def evaluate(
             lm_eval_include=lm_eval_include,
             lm_eval_limit=lm_eval_limit,
             trust_remote_code=trust_remote_code,
+            allow_base_change=allow_base_change,
             console=console,
         )
 
@@ -81,6 +87,8 @@ def compare(
 
     with user_errors():
         for path in (run_a, run_b):
+            if RunDir(path).damage():
+                raise TuneforgeError(f"{RunDir(path).damage()}; restore it from a copy to compare this run")
             if not RunDir(path).is_tuneforge_run():
                 raise TuneforgeError(f"{path} is not a tuneforge run directory")
         show_compare(console, summarize(RunDir(run_a)), summarize(RunDir(run_b)))

@@ -47,6 +47,11 @@ def export(
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow the model code a run's config asks to run."
     ),
+    allow_base_change: bool = typer.Option(
+        False,
+        "--allow-base-change",
+        help="Use the run although its base model changed since it was trained (a warning says what changed).",
+    ),
 ) -> None:
     """Merge the adapter into its base and write it in a --format; every export is checked against the
     adapter-on-base model (export_check.json) and described by a model card (README.md)."""
@@ -63,5 +68,6 @@ def export(
             overwrite=overwrite,
             license=license_id,
             trust_remote_code=trust_remote_code,
+            allow_base_change=allow_base_change,
         )
         export_command(run_dir, out, options, console, hub_repo=push_to_hub, private=private)

@@ -31,6 +31,12 @@ def train(
         min=1,
         help="Processes on this machine (one per GPU; DDP over gloo on CPUs), via torchrun.",
     ),
+    allow_base_change: bool = typer.Option(
+        False,
+        "--allow-base-change",
+        help="With --resume: go on although the base model changed since the run started (a warning says "
+        "what changed).",
+    ),
 ) -> None:
     """Fine-tune a model as the config says and write a run directory."""
     from tuneforge.config.loading import load_config
@@ -46,10 +52,18 @@ def train(
             from tuneforge.cli.launch import launch_training
 
             flags = [*(["--resume"] if resume else []), *(["--overwrite"] if overwrite else [])]
+            flags += ["--allow-base-change"] if allow_base_change else []
             argv = [str(config_path), *sets, "--output-dir", str(run_dir), *flags]
             launch_training(nproc, argv, debug=SHOW_TRACEBACKS["on"])
             return
-        result = run_finetune(config, run_dir, resume=resume, overwrite=overwrite, console=console)
+        result = run_finetune(
+            config,
+            run_dir,
+            resume=resume,
+            overwrite=overwrite,
+            console=console,
+            allow_base_change=allow_base_change,
+        )
         if result.interrupted:
             command = ["tuneforge", "train", str(config_path), *sets, "--output-dir", str(run_dir)]
             console.print(interrupted_advice(result, command), highlight=False, soft_wrap=True)

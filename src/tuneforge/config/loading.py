@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tuneforge.config.schema import RunConfig
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import TuneforgeError, os_fault
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):
@@ -52,10 +52,9 @@ def read_yaml(text: str):
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     path = Path(path)
-    if not path.is_file():
-        raise TuneforgeError(f"config file not found: {path}")
+    text = read_config_text(path)
     try:
-        raw = read_yaml(path.read_text()) or {}
+        raw = read_yaml(text) or {}
     except DuplicateKeyError as exc:
         raise TuneforgeError(f"{path}, line {exc.problem_mark.line + 1}: {exc.problem}") from None
     except yaml.YAMLError as exc:
@@ -65,6 +64,21 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     for override in overrides or []:
         apply_override(raw, override)
     return validate_config(raw, source=str(path))
+
+
+def read_config_text(path: Path) -> str:
+    try:
+        if path.is_file():
+            return path.read_text()
+        path.stat()  # is_file() reads a symlink loop or a file in place of a folder as "not there"
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # no permission, a symlink loop, a file in place of a folder on the path
+        fault = os_fault(exc, "config: ")
+        if fault is None:
+            raise
+        raise fault from None
+    raise TuneforgeError(f"config file not found: {path}")
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:

@@ -125,6 +125,10 @@ Shape = Literal["auto", "alpaca", "prompt_completion", "messages", "sharegpt", "
 
 class SourceConfig(Section):
     path: str = Field(description="A file, a saved datasets folder, or a hub id, as data.path.")
+    completion_path: str | None = Field(
+        None,
+        description="A text file whose line N is the completion of line N of path, as data.completion_path.",
+    )
     weight: float = Field(1.0, gt=0, description="Row multiplier: 2 uses every row twice, 0.5 a seeded half.")
     hub_config: str | None = Field(None, description="Hub dataset configuration name.")
     split: str = Field("train", description="Split to read.")
@@ -136,6 +140,12 @@ class SourceConfig(Section):
 class DataConfig(Section):
     path: str | None = Field(
         None, description="A .json/.jsonl/.csv/.tsv/.parquet file, a folder saved by datasets, or a hub id."
+    )
+    completion_path: str | None = Field(
+        None,
+        description="Line-aligned parallel files (translation, NL-to-code): a text file whose line N is the "
+        "completion of line N of path, which is then read as one prompt per line. Gives prompt/completion "
+        "rows; the line counts must match.",
     )
     mix: list[SourceConfig] = Field(
         default_factory=list,
@@ -179,6 +189,9 @@ class DataConfig(Section):
     )
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held-out fraction when no eval_path is given.")
     eval_path: str | None = Field(None, description="Separate evaluation file (same shape as path).")
+    eval_completion_path: str | None = Field(
+        None, description="The completions of eval_path, line for line, as completion_path is for path."
+    )
     max_samples: int | None = Field(
         None,
         ge=1,
@@ -191,6 +204,10 @@ class DataConfig(Section):
     def _one_source(self) -> DataConfig:
         if bool(self.path) == bool(self.mix):
             raise ValueError("set exactly one of data.path (one source) or data.mix (several sources)")
+        if self.completion_path and self.mix:
+            raise ValueError("data.completion_path goes with data.path; in data.mix give each source its own")
+        if self.eval_completion_path and not self.eval_path:
+            raise ValueError("data.eval_completion_path needs data.eval_path (its prompts, line for line)")
         return self
 
     @field_validator("template")

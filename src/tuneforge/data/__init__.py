@@ -1,7 +1,7 @@
 """Data stage: the user's rows in, tokenized training and evaluation sets out.
 
-One core, one track per kind of sample. The core reads files and hub datasets (`sources`) or several
-sources at once (`mix`), turns rows of any shape into conversations (`shapes`), installs the prompt
+One core, one track per kind of sample. The core reads files and hub datasets (`sources`; JSON lines checked
+in `jsonfile`, line-aligned prompt/completion files in `parallel`) or several sources at once (`mix`), turns rows of any shape into conversations (`shapes`), installs the prompt
 template (`templates`), owns the one prompt encoder that every training and inference path calls
 (`encode`), the tokenization cache (`cache`), batching (`collate`) and the entry point `prepare_data`
 (`prepare`), which returns one `PreparedData` (`prepared`) whatever the track. A track (`track`: the

@@ -2,6 +2,10 @@
 that shapes the ids changes (data content, sampling and mapping, tokenizer, template, max_length,
 tuneforge version). An unchanged re-run loads them instead of tokenizing again.
 
+The cache only saves time, so it never stops a run: an entry is checked against the sizes and checksums
+stored with it before it is used, and a damaged one is named, deleted and rebuilt; an entry that cannot
+be written (a full disk, a read-only folder) is a notice, and the run goes on without it.
+
 Location: $TUNEFORGE_CACHE, else ~/.cache/tuneforge/tokenized.
 """
 
@@ -12,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,9 +32,11 @@ from transformers import PreTrainedTokenizerBase
 
 from tuneforge import __version__
 from tuneforge.config.schema import DataConfig
-from tuneforge.data.tokenize import TokenizeStats
+from tuneforge.data.sources import sha256
+from tuneforge.errors import DISK_FULL, free_space, megabytes
 
-CACHE_FORMAT = 4  # bump when encode.py, tokenize.py or a track change what they produce
+CACHE_FORMAT = 5  # bump when encode.py, tokenize.py, a track or the entry's layout change what is stored
+CHECKLIST = "files.json"  # every file of an entry with its size and sha256, checked before it is used
 
 
 def cache_root() -> Path:
@@ -76,25 +83,75 @@ def cache_key(
 
 
 def load(
-    key: str, stats_type: type = TokenizeStats
+    key: str, stats_type: type, notice: Callable[[str], None]
 ) -> tuple[Dataset, Dataset | None, Any, Any | None] | None:
-    """The entry stored under `key`, its statistics rebuilt as the track's `stats_type`; None if absent."""
+    """The entry stored under `key`, its statistics rebuilt as the track's `stats_type`; None if absent,
+    or if it is damaged: then it is named through `notice` and deleted, and the caller tokenizes again."""
     folder = cache_root() / key
-    if not (folder / "complete").is_file():
+    if not os.path.lexists(folder):
         return None
+    try:
+        problem = damage(folder)
+        if problem is None:
+            return read_entry(folder, stats_type)
+    except Exception as exc:  # the cache only saves time: whatever is wrong with an entry, tokenize again
+        problem = f"{type(exc).__name__}: {exc}"
+    notice(f"tokenization cache entry {folder} is damaged ({problem}); rebuilding it")
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+def damage(folder: Path) -> str | None:
+    """What differs from the checklist written with the entry; None when every file is as stored."""
+    try:
+        listed = json.loads((folder / CHECKLIST).read_text())
+    except FileNotFoundError:
+        return f"{CHECKLIST} is missing"
+    except ValueError:
+        return f"{CHECKLIST} is not valid JSON"
+    for name, (size, digest) in listed.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} is {path.stat().st_size} bytes, {size} when stored"
+        if sha256(path) != digest:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def read_entry(folder: Path, stats_type: type) -> tuple[Dataset, Dataset | None, Any, Any | None]:
     stats = json.loads((folder / "stats.json").read_text())
     eval_set = load_from_disk(str(folder / "eval")) if (folder / "eval").is_dir() else None
     eval_stats = stats_type(**stats["eval"]) if stats["eval"] else None
     return load_from_disk(str(folder / "train")), eval_set, stats_type(**stats["train"]), eval_stats
 
 
-def store(key: str, train: Dataset, eval_set: Dataset | None, train_stats, eval_stats) -> None:
+def store(key: str, encoded: tuple, notice: Callable[[str], None]) -> None:
     """Written beside the entry, then renamed into place: processes that tokenize the same data at once
     (several training processes on one machine, or machines sharing a home folder) never see or delete
-    each other's half-written entry; the first complete one stays."""
+    each other's half-written entry; the first complete one stays. A full disk or a folder that cannot be
+    written is a notice: the run goes on without the cache."""
     folder = cache_root() / key
     staging = cache_root() / f".{key}.{socket.gethostname()}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
+    try:
+        write_entry(staging, *encoded)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        notice(not_stored(exc))
+        return
+    if not (folder / CHECKLIST).is_file():
+        shutil.rmtree(folder, ignore_errors=True)  # what is left of a damaged entry
+        try:
+            staging.rename(folder)
+            return
+        except OSError:  # another process renamed its copy first
+            pass
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_entry(staging: Path, train: Dataset, eval_set: Dataset | None, train_stats, eval_stats) -> None:
     shown = is_progress_bar_enabled()
     disable_progress_bars()  # a bar per split for a second's work is noise in the run's output
     try:
@@ -106,12 +163,17 @@ def store(key: str, train: Dataset, eval_set: Dataset | None, train_stats, eval_
             enable_progress_bars()
     stats = {"train": asdict(train_stats), "eval": asdict(eval_stats) if eval_stats else None}
     (staging / "stats.json").write_text(json.dumps(stats))
-    (staging / "complete").write_text("")
-    if not (folder / "complete").is_file():
-        shutil.rmtree(folder, ignore_errors=True)  # an entry a killed process left half-written
-        try:
-            staging.rename(folder)
-            return
-        except OSError:  # another process renamed its copy first
-            pass
-    shutil.rmtree(staging, ignore_errors=True)
+    files = sorted(p for p in staging.rglob("*") if p.is_file())
+    listed = {str(p.relative_to(staging)): [p.stat().st_size, sha256(p)] for p in files}
+    (staging / CHECKLIST).write_text(json.dumps(listed, indent=1))  # last: its presence marks a whole entry
+
+
+def not_stored(exc: OSError) -> str:
+    """The notice for an entry that could not be written, and what lets the next run store it."""
+    reason = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    if exc.errno in DISK_FULL:
+        free = megabytes(free_space(cache_root()))
+        advice = f"{free} free at {cache_root()}: free space there, or set TUNEFORGE_CACHE to another disk"
+    else:
+        advice = "Set TUNEFORGE_CACHE to a folder you can write, or data.cache: false"
+    return f"the tokenization cache was not stored ({reason}); this run goes on without it. {advice}"

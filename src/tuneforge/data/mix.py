@@ -43,7 +43,12 @@ def load_mix(data: DataConfig, track: Track) -> tuple[RawData, str]:
     rng = random.Random(data.seed)
     train_items, eval_items, files, shapes = [], [], [], set()
     for source in data.mix:
-        rows, source_files = read_rows(source.path, hub_config=source.hub_config, split=source.split)
+        rows, source_files = read_rows(
+            source.path,
+            hub_config=source.hub_config,
+            split=source.split,
+            completion_path=source.completion_path,
+        )
         view = source_view(source, data)
         shape, items = track.mix_rows(
             rows, track.shape(rows.column_names, view, source.path), view, source.path
@@ -71,7 +76,9 @@ def load_mix(data: DataConfig, track: Track) -> tuple[RawData, str]:
 
 def mixed_eval_file(data: DataConfig, track: Track) -> tuple[Dataset, list[Path]]:
     """A separate eval file with a mix is read with the top-level format and columns."""
-    rows, files = read_rows(data.eval_path, hub_config=None, split="train")
+    rows, files = read_rows(
+        data.eval_path, hub_config=None, split="train", completion_path=data.eval_completion_path
+    )
     view = data.model_copy(update={"path": data.eval_path, "mix": []})
     _, items = track.mix_rows(
         rows, track.shape(rows.column_names, view, data.eval_path), view, data.eval_path

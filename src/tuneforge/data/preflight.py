@@ -13,7 +13,7 @@ from datasets import Dataset
 from jinja2 import TemplateError
 
 from tuneforge.config.schema import PreflightConfig
-from tuneforge.data.tokenize import AUTO_LENGTH_STEP, TokenizeStats
+from tuneforge.data.tokenize import TokenizeStats, covering_length
 from tuneforge.errors import TuneforgeError
 
 
@@ -40,11 +40,20 @@ def check_eos(train: Dataset, eos_id: int) -> tuple[bool, str]:
     return True, "every complete sample ends with a trained EOS"
 
 
+def named_rows(rows: list[int], shown: int = 5) -> str:
+    """'row 4' or 'rows 4, 9, 12 and 3 more': which rows to look at, not a wall of numbers."""
+    if len(rows) == 1:
+        return f"row {rows[0]}"
+    more = f" and {len(rows) - shown} more" if len(rows) > shown else ""
+    return "rows " + ", ".join(str(n) for n in rows[:shown]) + more
+
+
 def check_trained_tokens(stats: TokenizeStats) -> tuple[bool, str]:
     if stats.empty_completion:
+        rows = named_rows(stats.empty_rows) if stats.empty_rows else "rows not recorded"
         return False, (
-            f"{stats.empty_completion} rows have an empty answer: nothing to train, so they were left out. "
-            "Clean the data, or set data.preflight.trained_tokens: warn."
+            f"{stats.empty_completion} rows have an empty answer ({stats.source}: {rows}): nothing to train, "
+            "so they were left out. Clean the data, or set data.preflight.trained_tokens: warn."
         )
     return True, "every row has an answer to train on"
 
@@ -94,8 +103,10 @@ def check_answer_tokens(stats: TokenizeStats) -> tuple[bool, str]:
 
 
 def check_truncation(stats: TokenizeStats, allowed: float) -> tuple[bool, str]:
-    share = stats.truncated / max(stats.rows, 1)
-    summary = f"{stats.truncated} of {stats.rows} samples ({share:.1%}) are cut at train.max_length={stats.max_length}"
+    # Of the samples that have an answer (len(lengths)): rows with an empty one never become samples.
+    samples = len(stats.lengths)
+    share = stats.truncated / max(samples, 1)
+    summary = f"{stats.truncated} of {samples:,} samples ({share:.1%}) are cut at train.max_length={stats.max_length}"
     if stats.no_trained_tokens:
         summary += f"; {stats.no_trained_tokens} of them lost their whole answer and were left out"
     if share <= allowed:
@@ -103,7 +114,7 @@ def check_truncation(stats: TokenizeStats, allowed: float) -> tuple[bool, str]:
     problem = (
         f"{summary}. More than the allowed {allowed:.0%}: cut answers teach the model to stop mid-sentence"
     )
-    fits = -(-stats.p99_length // AUTO_LENGTH_STEP) * AUTO_LENGTH_STEP
+    fits = covering_length(stats.p99_length)
     if stats.context_length and fits > stats.context_length:
         return False, (
             f"{problem}. 99% of samples need {fits} tokens but the model's context is {stats.context_length}: "

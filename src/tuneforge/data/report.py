@@ -8,14 +8,26 @@ from rich.text import Text
 
 from tuneforge.data.encode import IGNORE, ChatEncoder
 from tuneforge.data.prepared import PreparedData
-from tuneforge.data.tokenize import percentile
+from tuneforge.data.tokenize import covering_length, percentile
+
+
+def capped_at_context(stats, requested: int | None) -> bool:
+    """auto chose the model's context length because the length that covers 99% of samples is longer."""
+    context = stats.context_length
+    return requested is None and context is not None and covering_length(stats.p99_length) > context
 
 
 def length_line(data: PreparedData, requested: int | None) -> str:
-    """How train.max_length was set: the number, and for auto what it covers."""
+    """How train.max_length was set: the number, and for auto what it covers, or that the model's context
+    capped it (then more than 1% of the samples are cut)."""
     stats = data.train_stats
     if requested is not None:
         return f"{stats.max_length}"
+    if capped_at_context(stats, requested):
+        return (
+            f"auto -> {stats.max_length}, capped at the model's context length: 99% of samples fit in "
+            f"{stats.p99_length} tokens, so the longer ones are cut (data.too_long: drop leaves them out)"
+        )
     return f"auto -> {stats.max_length} (99% of samples fit in {stats.p99_length} tokens)"
 
 

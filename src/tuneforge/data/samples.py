@@ -30,7 +30,7 @@ class SamplesTrack:
     def mix_rows(self, rows: Dataset, shape: str, data: DataConfig, source: str) -> tuple[str, list[dict]]:
         column = "text" if shape == "text" else "messages"
         to_input = row_formatter(shape, data)
-        return column, [{column: to_input(row)} for row in rows]
+        return column, [{column: to_input(row, f"{source} row {n}")} for n, row in enumerate(rows)]
 
     def encode(
         self,
@@ -88,8 +88,11 @@ class SamplesTrack:
         )
 
     def eval_items(self, raw: RawData, shape: str, data: DataConfig) -> list:
+        if raw.eval is None:
+            return []
         to_input = row_formatter(shape, data)
-        return [to_input(row) for row in raw.eval] if raw.eval is not None else []
+        source = data.eval_path or data.path
+        return [to_input(row, f"{source} row {n}") for n, row in zip(raw.numbers("eval"), raw.eval)]
 
 
 SAMPLES = SamplesTrack()

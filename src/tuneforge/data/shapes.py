@@ -4,10 +4,17 @@ Shapes: alpaca (instruction / optional input / output), prompt_completion (any t
 `prompt_format` string over any columns), `messages` (OpenAI style), `sharegpt` ({from, value} turns)
 and `text` (plain documents, every token trained). Column names come from `data.columns`; a missing
 column is an error that lists the columns the file has.
+
+Cells become text here and nowhere else: strings as they are, numbers written out, null as empty (an
+absent alpaca input). A struct or list in a text column is an error naming the row and column, never its
+Python repr in a prompt. A message's content may be OpenAI-style parts ([{"type": "text", "text": ...}]):
+all-text parts are joined with "\n" (as vLLM flattens them), any other part type is an error; a null
+content is an error naming the row and turn.
 """
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -66,57 +73,127 @@ def check_columns(columns: Sequence[str], fmt: str, data: DataConfig, source: st
         )
 
 
-def row_formatter(fmt: str, data: DataConfig) -> Callable[[dict[str, Any]], list[Message] | str]:
-    """Return a function row -> messages (or, for plain text, the document) for the chosen shape."""
+def row_formatter(fmt: str, data: DataConfig) -> Callable[..., list[Message] | str]:
+    """Return a function (row, where) -> messages (or, for plain text, the document) for the chosen shape;
+    `where` (e.g. "train.jsonl row 4") starts any message about a cell of that row."""
     system = [{"role": "system", "content": data.system_prompt}] if data.system_prompt else []
     cols = data.columns
 
-    def alpaca(row: dict[str, Any]) -> list[Message]:
-        extra = text(row.get(cols.input))
-        user = text(row[cols.instruction]) + (f"\n\n{extra}" if extra else "")
+    def cell(row: dict[str, Any], column: str, where: str) -> str:
+        return text(row.get(column), f"{where}, column {column!r}")
+
+    def alpaca(row: dict[str, Any], where: str = "a row") -> list[Message]:
+        extra = cell(row, cols.input, where)
+        user = cell(row, cols.instruction, where) + (f"\n\n{extra}" if extra else "")
         return [
             *system,
             {"role": "user", "content": user},
-            {"role": "assistant", "content": text(row[cols.output])},
+            {"role": "assistant", "content": cell(row, cols.output, where)},
         ]
 
-    def prompt_completion(row: dict[str, Any]) -> list[Message]:
-        fields = {k: text(v) for k, v in row.items()}
+    def prompt_completion(row: dict[str, Any], where: str = "a row") -> list[Message]:
+        # Only the columns the prompt uses are read: a struct column beside them is none of our business.
+        used = format_fields(data.prompt_format) if data.prompt_format else [cols.prompt]
+        fields = {name: cell(row, name, where) for name in used}
         prompt = data.prompt_format.format(**fields) if data.prompt_format else fields[cols.prompt]
         return [
             *system,
             {"role": "user", "content": prompt},
-            {"role": "assistant", "content": fields[cols.completion]},
+            {"role": "assistant", "content": cell(row, cols.completion, where)},
         ]
 
-    def messages(row: dict[str, Any]) -> list[Message]:
-        return with_system([{"role": m["role"], "content": text(m["content"])} for m in row[cols.messages]])
-
-    def sharegpt(row: dict[str, Any]) -> list[Message]:
+    def messages(row: dict[str, Any], where: str = "a row") -> list[Message]:
         turns = []
-        for turn in row[cols.conversations]:
+        for number, turn in enumerate(turn_list(row, cols.messages, where)):
+            at = f"{where}, turn {number}"
+            turns.append({"role": turn.get("role"), "content": content_text(turn.get("content"), at)})
+        return with_system(turns)
+
+    def sharegpt(row: dict[str, Any], where: str = "a row") -> list[Message]:
+        turns = []
+        for number, turn in enumerate(turn_list(row, cols.conversations, where)):
             role = SHAREGPT_ROLES.get(str(turn.get("from", "")).lower())
             if role is None:
                 raise TuneforgeError(
-                    f"sharegpt turn 'from' is {turn.get('from')!r}; expected one of {', '.join(SHAREGPT_ROLES)}"
+                    f"{where}, turn {number}: sharegpt turn 'from' is {turn.get('from')!r}; expected one of "
+                    f"{', '.join(SHAREGPT_ROLES)}"
                 )
-            turns.append({"role": role, "content": text(turn.get("value"))})
+            turns.append(
+                {"role": role, "content": content_text(turn.get("value"), f"{where}, turn {number}")}
+            )
         return with_system(turns)
 
     def with_system(turns: list[Message]) -> list[Message]:
         return system + turns if system and (not turns or turns[0]["role"] != "system") else turns
 
-    def plain(row: dict[str, Any]) -> str:
-        return text(row[cols.text])
+    def plain(row: dict[str, Any], where: str = "a row") -> str:
+        return cell(row, cols.text, where)
 
     formatters = {"alpaca": alpaca, "prompt_completion": prompt_completion, "messages": messages}
     return {**formatters, "sharegpt": sharegpt, "text": plain}[fmt]
 
 
-def text(value: Any) -> str:
+def turn_list(row: dict[str, Any], column: str, where: str) -> list[dict[str, Any]]:
+    turns = row.get(column)
+    if not isinstance(turns, list) or not all(isinstance(turn, dict) for turn in turns):
+        raise TuneforgeError(
+            f"{where}, column {column!r}: expected a list of turns ({{role, content}} objects), got {preview(turns)}"
+        )
+    return turns
+
+
+def text(value: Any, where: str = "a cell") -> str:
+    """A cell as prompt or answer text: a string as it is, a number written out, null empty. A struct or a
+    list is an error: its Python repr ("{'text': ...}") would be trained as if it were the text."""
     if value is None:
         return ""
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        kind = "a struct" if isinstance(value, dict) else "a list"
+        field = " (its 'text' field?)" if isinstance(value, dict) and "text" in value else ""
+        raise TuneforgeError(
+            f"{where} holds {kind}, not text: {preview(value)}. Map data.columns to a column of plain text, or "
+            f"write the text itself into this column{field}."
+        )
+    return str(value)
+
+
+def content_text(value: Any, where: str) -> str:
+    """A message's content: a string, or OpenAI-style content parts that are all text, joined with a
+    newline as vLLM and TensorRT-LLM flatten them. null is an error, not an empty turn: a turn with no text
+    (a tool call, a lost value) cannot be rendered as the conversation it was."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        raise TuneforgeError(
+            f'{where}: content is null. Every turn needs its text ("" if the turn is meant to be empty); '
+            "tool calls and other turns without text are not supported: remove them or the row."
+        )
+    if isinstance(value, dict):
+        raise TuneforgeError(
+            f"{where}: content is a struct, not text: {preview(value)}. Write the text itself, or a list of "
+            '{"type": "text", "text": ...} parts.'
+        )
+    if not isinstance(value, list):
+        return str(value)
+    texts = []
+    for number, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != "text":
+            raise TuneforgeError(
+                f"{where}, content part {number} is {preview(kind or part)}: only text parts "
+                '({"type": "text", "text": ...}) can be trained; images, audio and other media are not '
+                "supported. Remove those parts or the row."
+            )
+        texts.append(text(part.get("text"), f"{where}, content part {number}"))
+    return "\n".join(texts)
+
+
+def preview(value: Any, limit: int = 120) -> str:
+    """A short JSON view of a cell for messages (JSON, not repr: it is what the user wrote)."""
+    shown = json.dumps(value, ensure_ascii=False, default=str)
+    return shown if len(shown) <= limit else shown[:limit] + "…"
 
 
 def check_messages(messages: list[Message], where: str) -> None:

@@ -1,7 +1,9 @@
-"""Load the user's rows: local JSON/JSONL/CSV/TSV/Parquet, a folder saved by `datasets`, or a hub dataset.
+"""Load the user's rows: local JSON/JSONL/CSV/TSV/Parquet, a folder saved by `datasets`, a hub dataset, or
+two line-aligned text files (`completion_path`, data/parallel.py).
 
 Returns plain `datasets.Dataset` objects for train and eval, and the local files read (for the manifest).
-A malformed JSON line is reported with its file and line number.
+A file `datasets` cannot read is read again to name the line (data/jsonfile.py for JSON); the reader's own
+log line is held back, so the user sees tuneforge's message only.
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ import codecs
 import csv
 import hashlib
 import json
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
 from tuneforge.config.schema import DataConfig
+from tuneforge.data.jsonfile import check_json_file, read_jsonl  # noqa: F401 - read_jsonl: callers import it here
+from tuneforge.data.parallel import read_parallel
 from tuneforge.errors import TuneforgeError
 
 NEWLINE = b"\n"
@@ -47,7 +54,9 @@ def load_data_rows(data: DataConfig) -> RawData:
         data.path,
         hub_config=data.hub_config,
         split=data.split,
+        completion_path=data.completion_path,
         eval_path=data.eval_path,
+        eval_completion_path=data.eval_completion_path,
         eval_fraction=data.eval_fraction,
         max_samples=data.max_samples,
         seed=data.seed,
@@ -60,13 +69,15 @@ def load_raw_data(
     *,
     hub_config: str | None = None,
     split: str = "train",
+    completion_path: str | None = None,
     eval_path: str | None = None,
+    eval_completion_path: str | None = None,
     eval_fraction: float = 0.1,
     max_samples: int | None = None,
     seed: int = 42,
     dedupe: bool = False,
 ) -> RawData:
-    rows, files = read_rows(path, hub_config=hub_config, split=split)
+    rows, files = read_rows(path, hub_config=hub_config, split=split, completion_path=completion_path)
     if len(rows) == 0:
         raise TuneforgeError(f"data {path!r} has no rows")
     rows = rows.add_column(ROW_NUMBER, list(range(len(rows))))
@@ -75,7 +86,9 @@ def load_raw_data(
     if max_samples is not None and max_samples < len(rows):
         rows = rows.shuffle(seed=seed).select(range(max_samples))
     if eval_path:
-        eval_rows, eval_files = read_rows(eval_path, hub_config=hub_config, split=split)
+        eval_rows, eval_files = read_rows(
+            eval_path, hub_config=hub_config, split=split, completion_path=eval_completion_path
+        )
         train, train_numbers = numbered(rows)
         return RawData(train, eval_rows, files + eval_files, train_numbers)
     if eval_fraction > 0 and len(rows) >= 2:
@@ -118,8 +131,14 @@ def drop_duplicate_rows(rows: Dataset) -> Dataset:
     return rows.select(first_occurrences(content))
 
 
-def read_rows(path: str, *, hub_config: str | None, split: str) -> tuple[Dataset, list[Path]]:
+def read_rows(
+    path: str, *, hub_config: str | None, split: str, completion_path: str | None = None
+) -> tuple[Dataset, list[Path]]:
+    """The rows of a file, a saved folder or a hub dataset; with completion_path, of two line-aligned files."""
     local = Path(path).expanduser()
+    if completion_path is not None:
+        completions = Path(completion_path).expanduser()
+        return read_parallel(local, completions), [local, completions]
     if local.is_file():
         return read_file(local), [local]
     if local.is_dir():
@@ -159,7 +178,8 @@ def read_file(path: Path) -> Dataset:
     if builder in ("json", "csv"):
         check_utf8(path)  # Arrow accepts invalid UTF-8 in JSON strings and fails later, far from the file
     try:
-        return load_dataset(builder, data_files=str(path), split="train", **kwargs)
+        with quiet_loaders():
+            return load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except Exception as exc:
         # datasets' Arrow/pandas errors rarely say where: re-read the file only now, to name the line
         if builder == "json":
@@ -167,6 +187,23 @@ def read_file(path: Path) -> Dataset:
         if builder == "csv":
             check_csv_file(path, delimiter)
         raise TuneforgeError(f"{path}: could not be read as {builder}: {exc}") from exc
+
+
+@contextmanager
+def quiet_loaders():
+    """datasets' file readers log their failure ("Failed to load JSON from file ... in row 0") to stderr
+    before raising, under a progress bar; the error tuneforge then raises says it better, with the line,
+    so neither is printed."""
+    loaders = logging.getLogger("datasets.packaged_modules")
+    level, bars_were_off = loaders.level, are_progress_bars_disabled()
+    loaders.setLevel(logging.CRITICAL)
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        loaders.setLevel(level)
+        if not bars_were_off:
+            enable_progress_bars()
 
 
 def check_utf8(path: Path) -> None:
@@ -187,27 +224,6 @@ def check_utf8(path: Path) -> None:
             line += block.count(NEWLINE)
 
 
-def check_json_file(path: Path) -> None:
-    """Find the exact bad line before `datasets` turns it into an opaque Arrow error."""
-    text = path.read_text(encoding="utf-8", errors="strict")
-    stripped = text.lstrip()
-    if not stripped or stripped.rstrip() == "[]":
-        raise TuneforgeError(f"{path}: the file has no rows")
-    if stripped.startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TuneforgeError(
-                f"{path}:{exc.lineno}: invalid JSON ({exc.msg}, column {exc.colno})"
-            ) from None
-        bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
-        if bad is not None:
-            raise TuneforgeError(f"{path}: item {bad} of the JSON list is not an object: {rows[bad]!r:.80}")
-        return
-    if not read_jsonl(path):
-        raise TuneforgeError(f"{path}: the file has no rows")
-
-
 def check_csv_file(path: Path, delimiter: str) -> None:
     """Name the first row whose field count differs from the header's (quoted multi-line fields allowed)."""
     with path.open(newline="", encoding="utf-8") as handle:
@@ -224,22 +240,6 @@ def check_csv_file(path: Path, delimiter: str) -> None:
                     )
         except csv.Error as exc:
             raise TuneforgeError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSONL file; a bad line is an error that names the file and the line number."""
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TuneforgeError(f"{path}:{number}: invalid JSON line ({exc.msg}): {line[:80]!r}") from None
-        if not isinstance(row, dict):
-            raise TuneforgeError(f"{path}:{number}: each JSONL line must be an object, got {line[:80]!r}")
-        rows.append(row)
-    return rows
 
 
 def read_saved_folder(path: Path, split: str) -> Dataset:

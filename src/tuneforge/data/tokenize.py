@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from datasets import Dataset
-from rich.progress import track
+from rich import get_console
 
 from tuneforge.data.encode import IGNORE, ChatEncoder, EncodedSample
 from tuneforge.data.shapes import Message, check_messages
 from tuneforge.errors import TuneforgeError
+from tuneforge.progress import Phase
 
 AUTO_LENGTH_STEP = 64
 AUTO_LENGTH_COVERS = 0.99
@@ -26,8 +27,10 @@ AUTO_LENGTH_COVERS = 0.99
 
 @dataclass
 class TokenizeStats:
+    source: str = "data"  # the file (or split) the rows came from, for messages
     rows: int = 0
     empty_completion: int = 0
+    empty_rows: list[int] = field(default_factory=list)  # row numbers of the empty answers
     truncated: int = 0
     no_trained_tokens: int = 0
     dropped_long: int = 0
@@ -47,8 +50,13 @@ def percentile(sorted_values: list[int], q: float) -> int:
     return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
+def covering_length(p99_length: int) -> int:
+    """The multiple of AUTO_LENGTH_STEP that auto would choose for this p99, were there no context limit."""
+    return -(-p99_length // AUTO_LENGTH_STEP) * AUTO_LENGTH_STEP
+
+
 def auto_max_length(lengths: list[int], context_length: int | None) -> int:
-    fit = -(-percentile(sorted(lengths), AUTO_LENGTH_COVERS) // AUTO_LENGTH_STEP) * AUTO_LENGTH_STEP
+    fit = covering_length(percentile(sorted(lengths), AUTO_LENGTH_COVERS))
     return min(fit, context_length) if context_length else fit
 
 
@@ -93,7 +101,7 @@ def encode_row(
 
 def tokenize_rows(
     rows: Dataset,
-    to_sample_input: Callable[[dict], list[Message] | str],
+    to_sample_input: Callable[[dict, str], list[Message] | str],
     encoder: ChatEncoder,
     *,
     max_length: int | None,
@@ -105,16 +113,20 @@ def tokenize_rows(
     numbers: list[int] | None = None,
 ) -> tuple[Dataset, TokenizeStats]:
     """Encode and check every row, then cut or drop samples longer than max_length (None: auto)."""
-    stats = TokenizeStats(context_length=context_length)
+    stats = TokenizeStats(source=source, context_length=context_length)
     samples: list[EncodedSample] = []
-    for row in track(rows, description=f"tokenizing {source}", transient=True):
-        number = numbers[stats.rows] if numbers is not None else stats.rows
-        sample = encode_row(to_sample_input(row), encoder, train_on, f"{source} row {number}", stats, number)
-        stats.rows += 1
-        if sample is None:
-            stats.empty_completion += 1
-        else:
-            samples.append(sample)
+    with Phase(get_console(), f"tokenizing {source}", total=len(rows)) as phase:
+        for row in rows:
+            number = numbers[stats.rows] if numbers is not None else stats.rows
+            where = f"{source} row {number}"
+            sample = encode_row(to_sample_input(row, where), encoder, train_on, where, stats, number)
+            stats.rows += 1
+            phase.advance()
+            if sample is None:
+                stats.empty_completion += 1
+                stats.empty_rows.append(number)
+            else:
+                samples.append(sample)
     if not samples:
         raise TuneforgeError(f"{source}: no row has an answer to train on ({stats.rows} rows read)")
     stats.lengths = [len(s.input_ids) for s in samples]

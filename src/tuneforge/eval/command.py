@@ -30,6 +30,7 @@ def evaluate_command(
     lm_eval_limit: int | None,
     trust_remote_code: bool,
     console: Console,
+    allow_base_change: bool = False,
 ) -> None:
     unknown = [m for m in metrics if m not in METRIC_NAMES]
     if unknown:
@@ -42,12 +43,15 @@ def evaluate_command(
         compare_base=compare_base,
         checkpoints=checkpoints,
         trust_remote_code=trust_remote_code,
-        console=None if as_json else console,
+        allow_base_change=allow_base_change,
+        console=Console(stderr=True) if as_json else console,  # stdout holds the JSON only
         overrides=overrides,
     )
     if lm_eval:
         tasks = [t.strip() for t in lm_eval.split(",") if t.strip()]
-        evaluation.benchmarks = benchmarks(run_dir, tasks, lm_eval_include, lm_eval_limit, trust_remote_code)
+        evaluation.benchmarks = benchmarks(
+            run_dir, tasks, lm_eval_include, lm_eval_limit, trust_remote_code, allow_base_change
+        )
     save_results(evaluation, run.evaluation)
     written = write_report(evaluation, run.metrics, run.evaluation)
     if as_json:
@@ -58,12 +62,17 @@ def evaluate_command(
 
 
 def benchmarks(
-    run_dir: Path, tasks: list[str], include: Path | None, limit: int | None, trust_remote_code: bool
+    run_dir: Path,
+    tasks: list[str],
+    include: Path | None,
+    limit: int | None,
+    trust_remote_code: bool,
+    allow_base_change: bool = False,
 ) -> dict[str, dict]:
     """lm-eval on the tuned model freshly loaded: --checkpoints leaves the last checkpoint's weights in the
     model evaluate_run used."""
     from tuneforge.eval.harness import run_lm_eval
     from tuneforge.infer.load import load_run
 
-    loaded = load_run(run_dir, trust_remote_code=trust_remote_code)
+    loaded = load_run(run_dir, trust_remote_code=trust_remote_code, allow_base_change=allow_base_change)
     return run_lm_eval(loaded, tasks, include=include, limit=limit)

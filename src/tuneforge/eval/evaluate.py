@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from tuneforge import __version__
 from tuneforge.config.loading import with_overrides
 from tuneforge.config.schema import EvalConfig
 from tuneforge.errors import TuneforgeError
@@ -28,7 +29,7 @@ from tuneforge.model.build import load_trained
 from tuneforge.run.checkpoints import checkpoint_dirs, problem, step_of
 from tuneforge.run.directory import RunDir
 from tuneforge.run.files import write_atomically
-from tuneforge.run.manifest import read_manifest
+from tuneforge.run.manifest import now, read_manifest
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Evaluation:
     prompts: list[str] = field(default_factory=list, repr=False)
     references: list[str] = field(default_factory=list, repr=False)
     benchmarks: dict[str, dict] = field(default_factory=dict)  # lm-evaluation-harness, when asked for
+    about: dict[str, str] = field(default_factory=dict)  # what produced these figures: the report's header
 
     @property
     def main_metric(self) -> str | None:
@@ -68,9 +70,11 @@ def evaluate_run(
     trust_remote_code: bool = False,
     console: Console | None = None,
     overrides: list[str] = (),
+    allow_base_change: bool = False,
 ) -> Evaluation:
     run = RunDir(run_dir)
-    loaded = load_run(run_dir, trust_remote_code=trust_remote_code)
+    consent = {"trust_remote_code": trust_remote_code, "allow_base_change": allow_base_change}
+    loaded = load_run(run_dir, **consent)
     loaded.config = with_overrides(loaded.config, list(overrides), ("eval",), source="--set")
     settings = loaded.config.eval
     rows = [r for r in heldout_rows(run, loaded.config.data, loaded.data_format, data_file) if r.reference]
@@ -92,8 +96,9 @@ def evaluate_run(
         if console:
             console.print(f"scoring [bold]{name}[/] on {len(rows)} held-out rows")
         loss = answer_loss(
-            loaded.model, loaded.encoder, rows, max_length=max_length, batch_size=settings.batch_size
-        )
+            loaded.model, loaded.encoder, rows, max_length=max_length, batch_size=settings.batch_size,
+            console=console,
+        )  # fmt: skip
         texts = generate(
             loaded, [r.messages for r in rows], decoding, console, batch_size=settings.batch_size
         )
@@ -103,15 +108,33 @@ def evaluate_run(
     evaluation = Evaluation(
         str(run.root), len(rows), names, decoding_record(settings), score("tuned", final_step),
         prompts=[r.messages[-1]["content"] for r in rows], references=[r.reference for r in rows],
+        about=about(run, loaded, final_step, decoding, data_file or run.eval_split, len(rows)),
     )  # fmt: skip
     if compare_base:
-        with base_model(loaded, run_dir, trust_remote_code):
+        with base_model(loaded, run_dir, consent):
             evaluation.base = score("base", 0)
     if checkpoints:
         for checkpoint in [c for c in checkpoint_dirs(run.checkpoints) if problem(c) is None]:
             load_trained(loaded.model, checkpoint)
             evaluation.checkpoints.append(score(checkpoint.name, step_of(checkpoint)))
     return evaluation
+
+
+def about(run: RunDir, loaded: LoadedRun, step, decoding: Decoding, rows_file: Path, rows: int) -> dict:
+    """Which run, base, data, steps and decoding produced an evaluation, and when: the report's header."""
+    config = loaded.config
+    data = config.data.path or ", ".join(source.path for source in config.data.mix)
+    return {
+        "run": str(run.root),
+        "base model": config.model.name_or_path,
+        "method": f"{config.train.method}, {config.lora.method}",
+        "training data": str(data),
+        "steps trained": str(step),
+        "held-out rows": f"{rows} from {rows_file}",
+        "decoding": decoding.describe(),
+        "evaluated": now(),
+        "tuneforge": __version__,
+    }
 
 
 def decoding_record(settings: EvalConfig) -> dict:
@@ -121,14 +144,14 @@ def decoding_record(settings: EvalConfig) -> dict:
 
 
 @contextmanager
-def base_model(loaded: LoadedRun, run_dir: Path, trust_remote_code: bool):
+def base_model(loaded: LoadedRun, run_dir: Path, consent: dict):
     """The same model with the adapter switched off (peft), or the base loaded beside a full fine-tune."""
     if hasattr(loaded.model, "disable_adapter"):
         with loaded.model.disable_adapter():
             yield
         return
     tuned = loaded.model
-    loaded.model = load_run(run_dir, base_only=True, trust_remote_code=trust_remote_code).model
+    loaded.model = load_run(run_dir, base_only=True, **consent).model
     try:
         yield
     finally:
@@ -149,6 +172,7 @@ def results_json(evaluation: Evaluation) -> dict:
         "base": scores(evaluation.base),
         "checkpoints": [scores(c) for c in evaluation.checkpoints],
         "benchmarks": evaluation.benchmarks,
+        "about": evaluation.about,
     }
 
 

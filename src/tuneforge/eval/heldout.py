@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 
 from tuneforge.config.schema import DataConfig
 from tuneforge.data.collate import PadCollator
@@ -20,6 +21,7 @@ from tuneforge.data.encode import IGNORE, ChatEncoder
 from tuneforge.data.sources import read_jsonl
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer.inputs import PromptRow, mapped_row, prompts_from_file
+from tuneforge.progress import Phase
 from tuneforge.run.directory import RunDir
 
 SPLIT_VIEW = DataConfig(path="eval_split.jsonl", format="messages")
@@ -53,6 +55,7 @@ def answer_loss(
     *,
     max_length: int,
     batch_size: int = 8,
+    console: Console | None = None,
 ) -> dict[str, float]:
     """Mean cross-entropy over answer tokens (as trained), its perplexity, and how many tokens it covers."""
     samples = [encoder.encode_conversation(conversation(r)) for r in rows if r.reference]
@@ -63,14 +66,16 @@ def answer_loss(
     collate = PadCollator(encoder.tokenizer.pad_token_id)
     device = next(model.parameters()).device
     total, tokens = 0.0, 0
-    for start in range(0, len(features), batch_size):
-        batch = {k: v.to(device) for k, v in collate(features[start : start + batch_size]).items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        targets = batch["labels"][:, 1:]
-        nll = F.cross_entropy(
-            logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
-        )
-        total += nll.item()
-        tokens += int((targets != IGNORE).sum())
+    with Phase(console, "held-out loss", total=len(features)) as phase:
+        for start in range(0, len(features), batch_size):
+            batch = {k: v.to(device) for k, v in collate(features[start : start + batch_size]).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            targets = batch["labels"][:, 1:]
+            nll = F.cross_entropy(
+                logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
+            )
+            total += nll.item()
+            tokens += int((targets != IGNORE).sum())
+            phase.advance(len(batch["input_ids"]))
     loss = total / tokens
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "answer_tokens": tokens}

@@ -126,6 +126,8 @@ def markdown(evaluation: Evaluation, images: list[Path], samples: int) -> str:
     lines = [
         f"# Evaluation of {evaluation.run_dir}",
         "",
+        *(f"- {key}: {value}" for key, value in evaluation.about.items()),
+        "",
         f"{evaluation.rows} held-out rows; metrics 0-100.",
         "",
     ]
@@ -182,6 +184,7 @@ def page(evaluation: Evaluation, images: list[Path], samples: int) -> str:
         if evaluation.benchmarks
         else ""
     )
+    about = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in evaluation.about.items())
     style = (
         "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #bbb;padding:4px 8px;vertical-align:top;white-space:pre-wrap}"
@@ -190,6 +193,7 @@ def page(evaluation: Evaluation, images: list[Path], samples: int) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(evaluation.run_dir)}</title>"
         f"<style>{style}</style></head><body><h1>Evaluation of {esc(evaluation.run_dir)}</h1>"
+        f"<table class='about'>{about}</table>"
         f"<p>{evaluation.rows} held-out rows; metrics 0-100.</p>"
         f"<table><tr><th></th><th>base</th><th>tuned</th><th>change</th></tr>{cells}</table>{benchmarks}{pictures}"
         f"<h2>Samples</h2><table><tr><th>prompt</th><th>reference</th><th>base</th><th>tuned</th></tr>{rows}</table>"

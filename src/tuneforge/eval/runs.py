@@ -54,7 +54,8 @@ def find_runs(folder: Path) -> list[RunSummary]:
     if not folder.is_dir():
         raise TuneforgeError(f"{folder} is not a folder of runs")
     runs = sorted({m.parent for m in folder.rglob("manifest.json")})
-    return [summarize(RunDir(r)) for r in runs if RunDir(r).is_tuneforge_run()]
+    # a damaged manifest is listed as such: left out, the run would seem lost
+    return [summarize(RunDir(r)) for r in runs if RunDir(r).is_tuneforge_run() or RunDir(r).damage()]
 
 
 def fmt(value) -> str:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import yaml
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.export.formats import ExportFormat
@@ -38,13 +39,36 @@ def base_license(config: RunConfig) -> str | None:
 def metadata(config: RunConfig, export_format: ExportFormat, license_id: str | None) -> dict:
     method = "full fine-tune" if config.lora.method == "full" else "lora"
     fields = export_format.card_fields()
+    hub_id = {"base_model": config.model.name_or_path} if is_hub_id(config.model.name_or_path) else {}
     return {
-        "base_model": config.model.name_or_path,
+        **hub_id,
         "library_name": fields["library_name"],
         "license": license_id or base_license(config) or "other",
         "pipeline_tag": "text-generation",
         "tags": ["tuneforge", method, *(["qlora"] if config.quant.mode == "4bit" else []), *fields["tags"]],
     }
+
+
+def is_hub_id(name: str) -> bool:
+    """The hub reads base_model as a repository id: a local folder's path there is a broken link."""
+    if name.startswith((".", "/", "~")) or Path(name).expanduser().exists():
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def base_note(config: RunConfig) -> list[str]:
+    name = config.model.name_or_path
+    if is_hub_id(name):
+        return []
+    return [
+        f"The base model was the local folder `{name}`, so this card names no `base_model`: add its hub id to "
+        "the metadata above before publishing, if it has one.",
+        "",
+    ]
 
 
 def results_table(run: RunDir) -> list[str]:
@@ -89,6 +113,7 @@ def model_card(
         f"{manifest.get('global_step')} steps, then merged into the base and exported as "
         f"`{export_format.name}`.",
         "",
+        *base_note(config),
         "## Intended use",
         "",
         "The task of the training data below, prompted with the chat template saved with the model. It has not "

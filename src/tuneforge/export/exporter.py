@@ -17,11 +17,12 @@ import gc
 import json
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import get_args
 
 import torch
+from rich import get_console
 
 from tuneforge import __version__
 from tuneforge.config.loading import load_config
@@ -43,6 +44,7 @@ from tuneforge.export.formats import FORMATS
 from tuneforge.export.merge import MergeBase, merge
 from tuneforge.export.options import DTYPE_CHOICES, ExportOptions
 from tuneforge.infer.load import EXPORT_CONFIG, EXPORT_INFO, LoadedRun, check_finished, load_run
+from tuneforge.progress import Phase
 from tuneforge.run.directory import RunDir, check_not_protected
 
 
@@ -109,8 +111,10 @@ def process_alive(pid: int) -> bool:
 
 def export_run(run_dir: Path, out: Path, options: ExportOptions, notice=print) -> CheckResult:
     prepare(out, options, notice)
+    options = replace(options, name=options.name or out.name)
     fmt = FORMATS[options.format]
-    loaded, probe, reference, on_quantized = references(Path(run_dir), options)
+    with Phase(get_console(), "running the probes through the trained model"):
+        loaded, probe, reference, on_quantized = references(Path(run_dir), options)
     reference_dtype = str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
     model = merge(loaded.model, options.dtype)
     weights = fmt.weights(options, model)
@@ -122,7 +126,8 @@ def export_run(run_dir: Path, out: Path, options: ExportOptions, notice=print) -
         del model
         loaded.model = None
         free_memory()  # the reader loads its own copy, on the same device
-        exported = run_reader(staging, model_file, probe, loaded.tokenizer)
+        with Phase(get_console(), "checking the export in a fresh process"):
+            exported = run_reader(staging, model_file, probe, loaded.tokenizer)
         limit = tolerance(weights, reference_dtype)
         against_base = compare(reference, exported)
         result = CheckResult(
@@ -153,15 +158,15 @@ def references(run_dir: Path, options: ExportOptions) -> tuple[LoadedRun, Probes
     quantized, first the outputs of the adapter on that base (freed before the next model loads)."""
     run = RunDir(run_dir)
     check_finished(run)
-    consent = options.trust_remote_code
+    consent = {"trust_remote_code": options.trust_remote_code, "allow_base_change": options.allow_base_change}
     on_quantized, probe = None, None
     if load_config(run.config).quant.mode != "none":
-        trained = load_run(run_dir, trust_remote_code=consent)
+        trained = load_run(run_dir, **consent)
         probe = probes(trained.encoder, run, trained, options.data_file)
         on_quantized = run_reference(trained, probe)
         del trained
         free_memory()
-    loaded = load_run(run_dir, base=options.merge_base, trust_remote_code=consent)
+    loaded = load_run(run_dir, base=options.merge_base, **consent)
     probe = probe or probes(loaded.encoder, run, loaded, options.data_file)
     return loaded, probe, run_reference(loaded, probe), on_quantized
 
@@ -206,6 +211,7 @@ def merge_note(quant_mode: str, merge_base: MergeBase) -> str:
 def publish(staging: Path, out: Path) -> None:
     """Swap the finished folder in: an earlier export (checked by check_destination) is replaced whole,
     and put back if the swap fails."""
+    usual_mode(staging)
     previous = out.parent / f".{out.name}.old-{os.getpid()}"
     if out.exists():
         out.rename(previous)
@@ -216,3 +222,13 @@ def publish(staging: Path, out: Path) -> None:
             previous.rename(out)
         raise
     shutil.rmtree(previous, ignore_errors=True)
+
+
+def usual_mode(folder: Path) -> None:
+    """Every file as the user's umask makes new files: safetensors writes its file through a private
+    temporary one (0600), which would leave the weights alone unreadable to the group a folder is shared with."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~umask)

@@ -84,12 +84,19 @@ def fetch_converter(root: Path) -> None:
         partial.rename(root)
 
 
-def convert(hf_dir: Path, out_file: Path, gguf_type: str, notice: Callable[[str], None] = print) -> None:
-    """Write `out_file` from the merged model in `hf_dir`, in `gguf_type` (see CONVERTER_TYPES, QUANTIZE_TYPES)."""
+def convert(
+    hf_dir: Path,
+    out_file: Path,
+    gguf_type: str,
+    notice: Callable[[str], None] = print,
+    name: str | None = None,
+) -> None:
+    """Write `out_file` from the merged model in `hf_dir`, in `gguf_type` (see CONVERTER_TYPES, QUANTIZE_TYPES),
+    named `name` in its metadata (general.name; else the converter guesses one from the folder's name)."""
     if gguf_type in QUANTIZE_TYPES:
         quantize = find_quantize()
         full = out_file.with_name(out_file.stem + "-f16.gguf")
-        convert(hf_dir, full, "f16", notice)
+        convert(hf_dir, full, "f16", notice, name)
         run([quantize, str(full), str(out_file), gguf_type.upper()], "llama-quantize")
         full.unlink()
         return
@@ -97,7 +104,8 @@ def convert(hf_dir: Path, out_file: Path, gguf_type: str, notice: Callable[[str]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "gguf-py"), str(root)])}
     script = str(root / "convert_hf_to_gguf.py")
     run(
-        [sys.executable, script, str(hf_dir), "--outfile", str(out_file), "--outtype", gguf_type],
+        [sys.executable, script, str(hf_dir), "--outfile", str(out_file), "--outtype", gguf_type]
+        + (["--model-name", name] if name else []),
         "the converter",
         env,
     )

@@ -28,4 +28,6 @@ class ExportOptions:
     allow_mismatch: bool = False
     overwrite: bool = False
     license: str | None = None
+    name: str | None = None  # the model's name in its own metadata (GGUF general.name); default: the folder's
     trust_remote_code: bool = False
+    allow_base_change: bool = False  # load the run on a base that changed since it was trained

@@ -30,6 +30,11 @@ class Decoding:
     def sampled(self) -> bool:
         return self.temperature >= GREEDY_BELOW
 
+    def describe(self) -> str:
+        """In words, for reports: 'greedy, up to 64 new tokens'."""
+        how = f"sampled (temperature {self.temperature:g}, top_p {self.top_p:g}, seed {self.seed})"
+        return f"{how if self.sampled else 'greedy'}, up to {self.max_new_tokens} new tokens"
+
     @classmethod
     def switched(
         cls, *, max_new_tokens: int, do_sample: bool, temperature: float, top_p: float, seed: int | None

@@ -11,13 +11,11 @@ greedy output equals one-at-a-time output (tested, and compared in bench/generat
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tuneforge.data.shapes import Message
 from tuneforge.errors import TuneforgeError
@@ -25,6 +23,7 @@ from tuneforge.infer.decoding import Decoding
 from tuneforge.infer.engine import engine_for
 from tuneforge.infer.inputs import plain_prompt, prompts_from_file
 from tuneforge.infer.load import LoadedRun, load_run
+from tuneforge.progress import Phase
 from tuneforge.run.files import check_writable, write_atomically
 
 Score = Callable[[Sequence[str], Sequence[Sequence[str]]], float]
@@ -40,9 +39,9 @@ def generate(
 ) -> list[str]:
     """The assistant's next turn for each conversation."""
     prompts = [loaded.encoder.prompt_ids(messages) for messages in conversations]
-    with rows_progress(console, len(prompts)) as advance:
+    with Phase(console, "generating", total=len(prompts)) as phase:
         outputs = engine_for(loaded).generate(
-            prompts, decoding=decoding, batch_size=batch_size, on_batch=advance
+            prompts, decoding=decoding, batch_size=batch_size, on_batch=phase.advance
         )
     tokenizer = loaded.tokenizer
     return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in outputs]
@@ -62,6 +61,7 @@ def generate_rows(
     trust_remote_code: bool,
     console: Console,
     score: Score,
+    allow_base_change: bool = False,
 ) -> None:
     """`tuneforge generate`: prompts and input rows through the run's model, written and shown; rows that
     hold their answer are scored with `score` (the eval stage's exact match, which this stage sits below)."""
@@ -69,7 +69,9 @@ def generate_rows(
         raise TuneforgeError("nothing to generate: pass --prompt TEXT or --input FILE")
     if output_path:
         check_writable(output_path)  # before the work, not after it
-    loaded = load_run(run_dir, base_only=base_only, trust_remote_code=trust_remote_code)
+    loaded = load_run(
+        run_dir, base_only=base_only, trust_remote_code=trust_remote_code, allow_base_change=allow_base_change
+    )
     # unset: as long as the run's own evaluation lets answers be
     decoding = replace(decoding, max_new_tokens=max_new_tokens or loaded.config.eval.max_new_tokens)
     data = loaded.config.data
@@ -90,38 +92,3 @@ def generate_rows(
         console.print(
             f"exact match: [bold]{exact:.1f}%[/] of {len(rows)} ({'base' if base_only else 'fine-tuned'})"
         )
-
-
-class rows_progress:  # noqa: N801 - used as a context manager, reads like a statement
-    """A progress bar with rows/s while generating; nothing when there is no console."""
-
-    def __init__(self, console: Console | None, total: int):
-        self.console, self.total = console, total
-        self.progress: Progress | None = None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if self.console is None:
-            return lambda rows: None
-        self.progress = Progress(
-            TextColumn("[bold]generating"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self.progress.start()
-        task = self.progress.add_task("generate", total=self.total, rate="")
-        started = time.perf_counter()
-
-        def advance(rows: int) -> None:
-            self.progress.advance(task, rows)
-            done = self.progress.tasks[0].completed
-            self.progress.update(task, rate=f"{done / max(time.perf_counter() - started, 1e-9):.1f} rows/s")
-
-        return advance
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()

@@ -27,26 +27,47 @@ from safetensors import SafetensorError, safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tuneforge.config.loading import load_config
-from tuneforge.config.schema import QuantConfig, RunConfig
+from tuneforge.config.schema import ModelConfig, QuantConfig, RunConfig
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.errors import TuneforgeError
+from tuneforge.model.base_pin import MANIFEST_KEY, pinned_base
 from tuneforge.model.load import context_length, load_base_model, process_device, resolve_dtype
+from tuneforge.model.weights import check_adapter_weights, model_folder_weights
 from tuneforge.run.directory import RunDir
+from tuneforge.run.lock import LOCK_NAME, holder
 from tuneforge.run.manifest import read_manifest
 
 
 def check_finished(run: RunDir) -> None:
+    """A run to use must have finished; the refusal's advice fits the state it is in."""
     if not run.config.is_file() or not run.manifest.is_file():
         raise TuneforgeError(
             f"{run.root} is not a finished tuneforge run (needs config.yaml and manifest.json)"
         )
     status = run.status()
-    if status != "finished" or not run.adapter.is_dir():
-        error = read_manifest(run.manifest).get("error")
+    if status == "finished" and run.adapter.is_dir():
+        return
+    if status == "damaged":
+        adapter = "its adapter folder is there" if run.adapter.is_dir() else "it has no adapter folder"
         raise TuneforgeError(
-            f"{run.root} did not finish (status: {status}{': ' + error if error else ''}), so it has no adapter "
-            "to use. Resume it with `tuneforge train CONFIG --output-dir " + str(run.root) + " --resume`."
+            f"{run.damage()}, so tuneforge cannot tell whether this run finished ({adapter}). Restore "
+            "manifest.json from a copy, or train again with --overwrite."
         )
+    if status == "running":
+        raise TuneforgeError(
+            f"{run.root} is still training ({holder(run.root / LOCK_NAME)}); its adapter is written when it "
+            "ends. Wait for it, or stop it (Ctrl-C saves a checkpoint) and use it after it finishes."
+        )
+    if status == "finished":
+        raise TuneforgeError(
+            f"{run.root} says it finished, but its adapter folder is missing; restore it from a copy, or train "
+            "again with --overwrite."
+        )
+    error = read_manifest(run.manifest).get("error")
+    raise TuneforgeError(
+        f"{run.root} did not finish (status: {status}{': ' + error if error else ''}), so it has no adapter "
+        "to use. Resume it with `tuneforge train CONFIG --output-dir " + str(run.root) + " --resume`."
+    )
 
 
 @dataclass
@@ -120,13 +141,16 @@ def load_export(folder: Path, base_only: bool = False, trust_remote_code: bool =
     loads the base model the run started from instead, for comparisons."""
     config = load_config(folder / EXPORT_CONFIG)
     check_consent(config, folder / EXPORT_CONFIG, trust_remote_code)
+    if not base_only:
+        label = f"{folder} (model.allow_pickle is read from its {EXPORT_CONFIG})"
+        weights = model_folder_weights(folder, config.model.allow_pickle, label)
     with loading(folder, "is it complete?"):
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if base_only:
             model, _ = load_base_model(config.model, config.quant)
         else:
             model = AutoModelForCausalLM.from_pretrained(
-                folder, dtype="auto", trust_remote_code=config.model.trust_remote_code
+                folder, dtype="auto", trust_remote_code=config.model.trust_remote_code, **weights
             )
     if config.quant.mode == "none" or not base_only:  # quantized weights were placed as they loaded
         model.to(process_device())
@@ -149,10 +173,14 @@ def check_adapter_covers(
     """peft leaves a layer the saved adapter has no weights for at its initial no-op, with a warning: an
     adapter saved for a shallower base, or a damaged file, would silently act as the base model."""
     weights = adapter / "adapter_model.safetensors"
-    if not weights.is_file():
+    if weights.is_file():
+        with safe_open(str(weights), "pt") as saved_file:
+            saved = set(saved_file.keys())
+    elif (adapter / "adapter_model.bin").is_file():  # reached only with model.allow_pickle
+        weights = adapter / "adapter_model.bin"
+        saved = set(torch.load(weights, map_location="cpu", weights_only=True))
+    else:
         raise TuneforgeError(f"{weights} is missing: the adapter folder is incomplete")
-    with safe_open(str(weights), "pt") as saved_file:
-        saved = set(saved_file.keys())
     # The names peft saves under (DoRA's included).
     adapted = set(get_peft_model_state_dict(model, adapter_name=adapter_name))
     missing = sorted(adapted - saved)
@@ -169,12 +197,13 @@ def load_run(
     base_only: bool = False,
     base: BaseWeights = "trained",
     trust_remote_code: bool = False,
+    allow_base_change: bool = False,
 ) -> LoadedRun:
     """A finished run (or an `hf` export of one). For a base trained in 4 or 8 bits, `base` picks the
     weights under the adapter: as trained (quantized), the original weights reloaded unquantized in the
     compute dtype, or the quantized weights dequantized to it (see tuneforge.export.merge). A run trained
     unquantized has one base. `trust_remote_code` is the user's own consent, which a run directory cannot
-    give."""
+    give; so is `allow_base_change`, to load a base that differs from the one the run was trained on."""
     if is_hf_export(Path(run_dir)):
         return load_export(Path(run_dir), base_only, trust_remote_code)
     run = RunDir(Path(run_dir))
@@ -188,12 +217,21 @@ def load_run(
         )
         config = config.model_copy(update={"model": model_section, "quant": QuantConfig()})
     check_consent(config, run.config, trust_remote_code)
+    whole = config.lora.method == "full" and not base_only  # the run's own weights, no base under them
+    if whole:
+        weights = model_folder_weights(run.adapter, config.model.allow_pickle, str(run.adapter))
+    else:
+        base_model = run_base(run, config.model, allow_base_change)
+        if not base_only:
+            check_adapter_weights(run.adapter, config.model.allow_pickle)
     tokenizer = AutoTokenizer.from_pretrained(run.adapter)  # holds the chat template training used
     with loading(run.adapter, adapter_hint(config)):
-        if config.lora.method == "full" and not base_only:
-            model = AutoModelForCausalLM.from_pretrained(run.adapter, dtype=resolve_dtype(config.model.dtype))
+        if whole:
+            model = AutoModelForCausalLM.from_pretrained(
+                run.adapter, dtype=resolve_dtype(config.model.dtype), **weights
+            )
         else:
-            model, _ = load_base_model(config.model, config.quant)
+            model, _ = load_base_model(base_model, config.quant)
             if dequantize:
                 model = model.dequantize()
             if not base_only:
@@ -208,7 +246,16 @@ def load_run(
     return LoadedRun(model, tokenizer, config, ChatEncoder(tokenizer), data_format)
 
 
-def load_models(paths: list[Path], trust_remote_code: bool = False) -> dict[str, Served]:
+def run_base(run: RunDir, model: ModelConfig, allow_base_change: bool) -> ModelConfig:
+    """The run's model section, pointing at the base it was trained on wherever the run or the shell has
+    moved; a base that changed since is refused unless allowed (tuneforge.model.base_pin)."""
+    record = read_manifest(run.manifest).get(MANIFEST_KEY)
+    return pinned_base(model, record, run.root, allow_change=allow_base_change)
+
+
+def load_models(
+    paths: list[Path], trust_remote_code: bool = False, allow_base_change: bool = False
+) -> dict[str, Served]:
     """Runs and exports under their folder names; adapters on one base share it, and the base is served
     too (see the module docstring)."""
     served: dict[str, Served] = {}
@@ -220,13 +267,15 @@ def load_models(paths: list[Path], trust_remote_code: bool = False) -> dict[str,
                 f"two models are named {name!r} ({path}); serve folders with different names"
             )
         if is_hf_export(path) or load_config(RunDir(path).config).lora.method == "full":
-            loaded = load_run(path, trust_remote_code=trust_remote_code)
+            loaded = load_run(path, trust_remote_code=trust_remote_code, allow_base_change=allow_base_change)
             served[name] = served_entry(
                 name, loaded.model, None, loaded.encoder, loaded.config.data.system_prompt, str(path)
             )
             continue
         # peft adapter names become module names: no dots, so not the folder name.
-        served[name] = add_adapter(path, name, f"adapter_{len(served)}", bases, trust_remote_code)
+        served[name] = add_adapter(
+            path, name, f"adapter_{len(served)}", bases, trust_remote_code, allow_base_change
+        )
     for base in bases.values():
         while base.name in served:
             base.name = f"{base.name}-base"
@@ -238,17 +287,28 @@ def load_models(paths: list[Path], trust_remote_code: bool = False) -> dict[str,
 
 
 def add_adapter(
-    path: Path, name: str, adapter: str, bases: dict[str, Served], trust_remote_code: bool
+    path: Path,
+    name: str,
+    adapter: str,
+    bases: dict[str, Served],
+    trust_remote_code: bool,
+    allow_base_change: bool = False,
 ) -> Served:
     run = RunDir(path)
     check_finished(run)
     config = load_config(run.config)
-    key = json.dumps([config.model.model_dump(), config.quant.model_dump()], sort_keys=True)
+    check_consent(config, run.config, trust_remote_code)
+    base_model = run_base(run, config.model, allow_base_change)
+    check_adapter_weights(run.adapter, config.model.allow_pickle)
+    # Keyed by where the base was found: runs that name one folder differently share it.
+    key = json.dumps([base_model.model_dump(), config.quant.model_dump()], sort_keys=True)
     encoder = ChatEncoder(AutoTokenizer.from_pretrained(run.adapter))
     system = config.data.system_prompt
     with loading(run.adapter, adapter_hint(config)):
         if key not in bases:
-            base = load_run(path, base_only=True, trust_remote_code=trust_remote_code).model
+            base, _ = load_base_model(base_model, config.quant)
+            if config.quant.mode == "none":  # quantized weights were placed on the device as they loaded
+                base.to(process_device())
             shared = PeftModel.from_pretrained(base, run.adapter, adapter_name=adapter)
             base_name = Path(config.model.gguf_file or config.model.name_or_path).stem or "base"
             bases[key] = served_entry(base_name, shared, None, encoder, system, config.model.name_or_path)

@@ -24,6 +24,7 @@ from transformers import (
 from tuneforge.config.schema import ModelConfig, QuantConfig
 from tuneforge.errors import TuneforgeError
 from tuneforge.model.gguf import usable_gguf
+from tuneforge.model.weights import model_folder_weights
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -83,19 +84,7 @@ def check_weights(model: ModelConfig) -> dict:
         return {}
     if not path.is_dir():  # a hub id: ask for safetensors, which the hub serves for nearly every model
         return {} if model.allow_pickle else {"use_safetensors": True}
-    if any(path.glob("*.safetensors")):
-        return {}
-    pickles = sorted(p.name for p in (*path.glob("*.bin"), *path.glob("*.pt")))
-    if not pickles:
-        raise TuneforgeError(
-            f"{model.name_or_path} has no weights (no *.safetensors file); is the download complete?"
-        )
-    if not model.allow_pickle:
-        raise TuneforgeError(
-            f"{model.name_or_path} holds its weights only as pickle ({', '.join(pickles)}), which can run code "
-            "when loaded. Convert them to safetensors, or set model.allow_pickle: true if you trust the file."
-        )
-    return {}
+    return model_folder_weights(path, model.allow_pickle, f"{model.name_or_path} (model.name_or_path)")
 
 
 def load_tokenizer(model: ModelConfig, adapter: Path | None = None):

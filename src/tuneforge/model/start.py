@@ -17,6 +17,7 @@ from transformers import PreTrainedModel
 
 from tuneforge.config.schema import ModelConfig
 from tuneforge.errors import TuneforgeError
+from tuneforge.model.weights import check_adapter_weights
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -46,7 +47,11 @@ def adapter_folder(adapter: str, base: str) -> Path:
 
 def starting_adapter(model: ModelConfig) -> Path | None:
     """The adapter folder model.adapter names, checked; None for a run that starts from the base."""
-    return adapter_folder(model.adapter, model.name_or_path) if model.adapter else None
+    if not model.adapter:
+        return None
+    folder = adapter_folder(model.adapter, model.name_or_path)
+    check_adapter_weights(folder, model.allow_pickle)
+    return folder
 
 
 def same_model(a: str, b: str) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.run.lock import LOCK_NAME, holder, is_locked
-from tuneforge.run.manifest import read_manifest
+from tuneforge.run.manifest import manifest_problem, read_manifest
 
 # What a run writes; --overwrite deletes these and nothing else the folder may hold.
 RUN_FILES = (
@@ -87,8 +87,17 @@ class RunDir:
         manifest = read_manifest(self.manifest)
         return manifest.get("tool") == "tuneforge" or "tuneforge" in manifest.get("versions", {})
 
+    def damage(self) -> str | None:
+        """What is wrong with manifest.json, when it is there but cannot be read (changed by hand, or the
+        disk failed); a run directory with one is still a run, but nothing can tell how far it got."""
+        problem = manifest_problem(self.manifest)
+        return f"{self.manifest} is damaged ({problem})" if problem else None
+
     def status(self) -> str:
-        """finished, failed, interrupted or running; a 'running' run whose process is gone was interrupted."""
+        """finished, failed, interrupted, running or damaged; a 'running' run whose process is gone was
+        interrupted."""
+        if self.damage():
+            return "damaged"
         status = read_manifest(self.manifest).get("status", "unknown")
         if status == "running" and not is_locked(self.root):
             return "interrupted"
@@ -107,7 +116,13 @@ class RunDir:
                 "it to finish, stop it, or train into another --output-dir."
             )
         entries = [p for p in self.root.iterdir() if p.name != LOCK_NAME] if self.root.is_dir() else []
-        if entries and not self.is_tuneforge_run():
+        if entries and self.damage() and not overwrite:
+            raise TuneforgeError(
+                f"{self.damage()}, so tuneforge cannot tell how far this run got; nothing was changed. Restore "
+                "manifest.json from a copy, pass --overwrite to delete the run and train again, or choose "
+                "another --output-dir."
+            )
+        if entries and not self.is_tuneforge_run() and not self.damage():
             raise TuneforgeError(
                 f"{self.root} holds files that are not a tuneforge run (no manifest.json written by tuneforge); "
                 "nothing was changed. Choose another --output-dir."

@@ -69,6 +69,19 @@ def read_manifest(path: Path) -> dict:
     return found if isinstance(found, dict) else {}
 
 
+def manifest_problem(path: Path) -> str | None:
+    """What is wrong with the manifest at `path`, if it is there but cannot be read as one."""
+    if not path.is_file():
+        return None
+    try:
+        found = json.loads(path.read_bytes() or b"null")
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {exc.msg} at line {exc.lineno}"
+    except (OSError, ValueError) as exc:
+        return f"unreadable: {exc}"
+    return None if isinstance(found, dict) else "not a JSON object"
+
+
 def write_manifest(path: Path, fields: dict, drop: tuple[str, ...] = ()) -> None:
     """Merge `fields` into the manifest (removing `drop`), atomically: a crash leaves the old manifest or
     the new one."""

@@ -111,7 +111,13 @@ def chat_loop(engine: Engine, name: str, console: Console, read: Callable[[str],
         reply(engine, name, conversation, line, console)
 
 
-def run_chat(path: Path, overrides: list[str], trust_remote_code: bool, console: Console) -> None:
+def run_chat(
+    path: Path,
+    overrides: list[str],
+    trust_remote_code: bool,
+    console: Console,
+    allow_base_change: bool = False,
+) -> None:
     """`tuneforge chat`: one run or export in the terminal until /exit or end of input."""
-    engine = open_engine([path], overrides, trust_remote_code)
+    engine = open_engine([path], overrides, trust_remote_code, allow_base_change)
     chat_loop(engine, path.resolve().name, console)

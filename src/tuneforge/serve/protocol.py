@@ -11,7 +11,10 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_serializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_serializer
+
+from tuneforge.data.shapes import content_text
+from tuneforge.errors import TuneforgeError
 
 
 def utf8_text(value: str) -> str:
@@ -28,13 +31,27 @@ def utf8_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(utf8_text)]
 
 
+def joined_parts(value: object) -> object:
+    """OpenAI clients may send a message's content as parts: text parts are joined as training joined
+    them (tuneforge.data.shapes.content_text), so a served prompt is a trained prompt; other parts are a 400."""
+    if not isinstance(value, list):
+        return value
+    try:
+        return content_text(value, "content")
+    except TuneforgeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Content = Annotated[str, BeforeValidator(joined_parts), AfterValidator(utf8_text)]
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class ChatMessage(Body):
     role: Literal["system", "user", "assistant"]
-    content: Text
+    content: Content
 
 
 class StreamOptions(Body):

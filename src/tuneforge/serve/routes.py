@@ -3,11 +3,13 @@
 Every error is OpenAI's JSON shape `{"error": {"message", "type", "param", "code"}}`: 401 for a missing or
 wrong key (compared in constant time), 404 for an unknown model, 400 for a body that does not validate or
 a prompt over the limits, 429 when the engine is full, 504 when a request runs past its timeout.
+With a key, the docs (/docs, /redoc, /openapi.json) need it too: the schema names the served models.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import json
 import time
@@ -15,8 +17,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuneforge.infer.decoding import Decoding
@@ -46,6 +49,8 @@ from tuneforge.serve.protocol import (
     now,
 )
 
+DOCS = ("/openapi.json", "/docs", "/redoc")
+
 
 class ApiError(Exception):
     def __init__(
@@ -60,12 +65,16 @@ def error_response(status: int, message: str, kind: str, param=None, code=None) 
     return JSONResponse(body.model_dump(), status_code=status)
 
 
+def key_matches(given: str, api_key: str) -> bool:
+    return hmac.compare_digest(given.strip().encode(), api_key.encode())
+
+
 def check_key(request: Request) -> None:
     api_key = request.app.state.api_key
     if api_key is None:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_key.encode()):
+    if scheme.lower() != "bearer" or not key_matches(given, api_key):
         raise ApiError(
             401,
             "missing or wrong API key (Authorization: Bearer KEY)",
@@ -74,13 +83,43 @@ def check_key(request: Request) -> None:
         )
 
 
+def check_docs_key(request: Request) -> None:
+    """The docs take the key as the API does, or as a browser's login (any user name, the key as password),
+    which a browser asks for and then sends with the schema request the docs page makes itself."""
+    api_key = request.app.state.api_key
+    if api_key is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(given.strip(), validate=True).decode().partition(":")[2]
+        except ValueError:  # not base64, or not UTF-8
+            given = ""
+    if scheme.lower() not in ("bearer", "basic") or not key_matches(given, api_key):
+        raise ApiError(
+            401,
+            "the API docs need the key: Authorization: Bearer KEY; in a browser, any user name and the key "
+            "as password",
+            "invalid_request_error",
+            code="invalid_api_key",
+        )
+
+
 async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return error_response(exc.status, exc.message, exc.kind, exc.param, exc.code)
+    reply = error_response(exc.status, exc.message, exc.kind, exc.param, exc.code)
+    if exc.status == 401 and request.url.path in DOCS:
+        reply.headers["WWW-Authenticate"] = 'Basic realm="tuneforge API docs"'  # a browser asks for it
+    return reply
 
 
 async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
-    param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+    if first.get("type") == "json_invalid":  # its loc is a character position, not a field
+        reason = first.get("ctx", {}).get("error", "")
+        return error_response(400, f"the body is not valid JSON: {reason}", "invalid_request_error")
+    # pydantic names the member of a union it tried ("function-after[utf8_text(), str]"): not a field
+    fields = [str(part) for part in first.get("loc", ())[1:] if "[" not in str(part)]
+    param = ".".join(fields) or None
     return error_response(400, f"{param or 'body'}: {first.get('msg')}", "invalid_request_error", param)
 
 
@@ -118,7 +157,15 @@ async def complete(request: Request, body: CompletionRequest):
 
 
 def build_app(engine: Engine, api_key: str | None) -> FastAPI:
-    app = FastAPI(title="tuneforge", description="OpenAI-compatible API for tuneforge runs", version="1")
+    # FastAPI's own docs routes take no dependencies: add_docs adds them again, behind the key.
+    app = FastAPI(
+        title="tuneforge",
+        description="OpenAI-compatible API for tuneforge runs",
+        version="1",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.engine, app.state.api_key, app.state.created = engine, api_key, now()
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, bad_body)
@@ -128,10 +175,16 @@ def build_app(engine: Engine, api_key: str | None) -> FastAPI:
     app.get("/v1/models", dependencies=keyed)(models)
     app.post("/v1/chat/completions", dependencies=keyed)(chat)
     app.post("/v1/completions", dependencies=keyed)(complete)
+    add_docs(app, engine)
+    return app
+
+
+def add_docs(app: FastAPI, engine: Engine) -> None:
+    """/openapi.json, /docs and /redoc, which need the key when the API does: the schema names the served
+    models (FastAPI's documented way to extend it), so clients and schema-driven testers see which `model`
+    values exist."""
 
     def openapi_with_models() -> dict:
-        """The schema names the served models (FastAPI's documented way to extend it), so clients and
-        schema-driven testers see which `model` values exist."""
         if app.openapi_schema is None:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -141,8 +194,18 @@ def build_app(engine: Engine, api_key: str | None) -> FastAPI:
             app.openapi_schema = schema
         return app.openapi_schema
 
+    def schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=DOCS[0], title=f"{app.title} - Swagger UI")
+
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=DOCS[0], title=f"{app.title} - ReDoc")
+
     app.openapi = openapi_with_models
-    return app
+    for path, page in zip(DOCS, (schema, swagger, redoc)):
+        app.get(path, dependencies=[Depends(check_docs_key)], include_in_schema=False)(page)
 
 
 def check_model(engine: Engine, name: str) -> None:

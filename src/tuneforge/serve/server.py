@@ -1,11 +1,10 @@
 """Open the models a command serves, with the engine and its limits, and run the HTTP server.
 
-tuneforge serve runs/a runs/b --port 8000 --api-key KEY
+TUNEFORGE_API_KEY=KEY tuneforge serve runs/a runs/b --port 8000
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from rich.console import Console
@@ -16,8 +15,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.infer.engine import Engine, build_engine
 from tuneforge.infer.load import EXPORT_CONFIG, is_hf_export, load_models
 from tuneforge.run.directory import RunDir
-
-LOCAL = ("127.0.0.1", "localhost", "::1")
+from tuneforge.serve.access import API_KEY_ENV, check_exposure, check_port, reach, read_api_key
 
 
 def serve_limits(first: Path, overrides: list[str]) -> ServeConfig:
@@ -28,11 +26,13 @@ def serve_limits(first: Path, overrides: list[str]) -> ServeConfig:
     return with_overrides(load_config(config_file), overrides, ("serve",), source="--set").serve
 
 
-def open_engine(paths: list[Path], overrides: list[str], trust_remote_code: bool = False) -> Engine:
+def open_engine(
+    paths: list[Path], overrides: list[str], trust_remote_code: bool = False, allow_base_change: bool = False
+) -> Engine:
     if not paths:
         raise TuneforgeError("give at least one run directory or hf export")
     limits = serve_limits(paths[0], overrides)
-    return build_engine(load_models(paths, trust_remote_code), limits).start()
+    return build_engine(load_models(paths, trust_remote_code, allow_base_change), limits).start()
 
 
 def run_server(engine: Engine, host: str, port: int, api_key: str | None) -> None:
@@ -49,17 +49,22 @@ def serve_models(
     host: str,
     port: int,
     api_key: str | None,
+    api_key_file: Path | None = None,
     overrides: list[str],
     trust_remote_code: bool,
     console: Console,
+    allow_base_change: bool = False,
 ) -> None:
-    """`tuneforge serve`: the models behind the OpenAI-compatible server until it is stopped."""
-    key = api_key or os.environ.get("TUNEFORGE_API_KEY") or None
-    if host not in LOCAL and key is None:
-        console.print("[yellow]warning:[/] serving beyond this machine without --api-key", highlight=False)
-    engine = open_engine(paths, overrides, trust_remote_code)
+    """`tuneforge serve`: the models behind the OpenAI-compatible server until it is stopped. Without a key
+    it answers this machine only."""
+    key = read_api_key(api_key, api_key_file)
+    how = f"set ${API_KEY_ENV} (or --api-key-file PATH; --api-key shows in `ps`)"
+    check_exposure(host, key is not None, how)
+    check_port(host, port)
+    engine = open_engine(paths, overrides, trust_remote_code, allow_base_change)
+    needs = "key required" if key else "no key"
     console.print(
-        f"serving {', '.join(engine.served)} on http://{host}:{port}/v1 ({'key required' if key else 'no key'})",
+        f"serving {', '.join(engine.served)} on http://{host}:{port}/v1 ({reach(host)}, {needs})",
         highlight=False,
     )
     if not engine.served:

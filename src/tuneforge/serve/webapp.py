@@ -3,14 +3,25 @@
 
 from __future__ import annotations
 
+import errno
 import queue
 from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
 
+from tuneforge.data.shapes import content_text
+from tuneforge.errors import TuneforgeError
 from tuneforge.infer.decoding import Decoding
 from tuneforge.infer.engine import Engine
+from tuneforge.serve.access import (
+    APP_AUTH_ENV,
+    check_exposure,
+    check_port,
+    port_problem,
+    reach,
+    read_app_logins,
+)
 from tuneforge.serve.server import open_engine
 
 
@@ -41,13 +52,8 @@ def stream_pair(engine: Engine, jobs: dict[str, list[int]], decoding: Decoding) 
 def plain(history: list[dict]) -> list[dict]:
     """Chat history as the encoder takes it: Gradio 6 hands message content back as a list of parts."""
 
-    def text(content) -> str:
-        if isinstance(content, str):
-            return content
-        parts = content if isinstance(content, list) else [content]
-        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in parts)
-
-    return [{"role": m["role"], "content": text(m["content"])} for m in history]
+    # joined as training joins content parts, so the app's prompt is the trained prompt
+    return [{"role": m["role"], "content": content_text(m["content"], "a message")} for m in history]
 
 
 def build_app(engine: Engine):
@@ -114,11 +120,31 @@ def run_app(
     *,
     host: str,
     port: int,
+    auth: str | None = None,
+    auth_file: Path | None = None,
     overrides: list[str],
     trust_remote_code: bool,
     console: Console,
+    allow_base_change: bool = False,
 ) -> None:
-    """`tuneforge app`: the models behind the Gradio chat until it is stopped."""
-    engine = open_engine(paths, overrides, trust_remote_code)
-    console.print(f"app on http://{host}:{port} · models: {', '.join(engine.served)}", highlight=False)
-    build_app(engine).launch(server_name=host, server_port=port, quiet=True)
+    """`tuneforge app`: the models behind the Gradio chat until it is stopped. Without a login it answers
+    this machine only."""
+    logins = read_app_logins(auth, auth_file)
+    how = f"set ${APP_AUTH_ENV}=USER:PASSWORD (or --auth-file PATH; --auth shows in `ps`)"
+    check_exposure(host, bool(logins), how)
+    check_port(host, port)
+    engine = open_engine(paths, overrides, trust_remote_code, allow_base_change)
+    login = "login required" if logins else "no login"
+    console.print(
+        f"app on http://{host}:{port} ({reach(host)}, {login}) · models: {', '.join(engine.served)}",
+        highlight=False,
+    )
+    try:
+        # share=False said outright: left unset, Gradio reads GRADIO_SHARE=True from the environment and
+        # opens a public link through its relay.
+        build_app(engine).launch(
+            server_name=host, server_port=port, auth=logins or None, share=False, quiet=True
+        )
+    except OSError as exc:
+        # Gradio's own words name launch()'s parameters; no errno: the port was taken since check_port.
+        raise TuneforgeError(port_problem(host, port, exc.errno or errno.EADDRINUSE)) from None

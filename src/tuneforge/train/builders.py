@@ -23,7 +23,7 @@ from tuneforge.model.targets import resolve_targets
 from tuneforge.run.checkpoints import newest_complete
 from tuneforge.run.directory import RunDir
 from tuneforge.run.processes import node_main_first, world_size
-from tuneforge.train.callbacks import MetricsFileCallback, RichProgressCallback
+from tuneforge.train.callbacks import MetricsFileCallback, ProgressCallback
 from tuneforge.train.distributed import resolve_strategy, strategy_arguments
 from tuneforge.train.guards import NonFiniteGuard, SealCheckpoints
 from tuneforge.train.selective_loss import causal_lm
@@ -80,7 +80,7 @@ def run_callbacks(config: RunConfig, run: RunDir, console: Console) -> list[Trai
     guard = NonFiniteGuard(config.train.learning_rate, lambda: newest_complete(run.checkpoints))
     callbacks: list[TrainerCallback] = [
         MetricsFileCallback(run.metrics),
-        RichProgressCallback(console),
+        ProgressCallback(console),
         guard,
         SealCheckpoints(config.train.save_total_limit, guard),
     ]

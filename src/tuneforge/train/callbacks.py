@@ -1,4 +1,4 @@
-"""Trainer callbacks: rich progress in the terminal and one JSON line per log event in metrics.jsonl."""
+"""Trainer callbacks: progress (a bar on a terminal, lines in a log) and one JSON line per log event in metrics.jsonl."""
 
 from __future__ import annotations
 
@@ -6,16 +6,9 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from transformers import TrainerCallback
 
+from tuneforge.progress import Phase
 from tuneforge.run.metrics import append_metrics
 
 
@@ -31,42 +24,41 @@ class MetricsFileCallback(TrainerCallback):
             append_metrics(self.path, record)
 
 
-class RichProgressCallback(TrainerCallback):
+class ProgressCallback(TrainerCallback):
+    """Training's progress (tuneforge.progress): a bar on a terminal, plain lines in a log."""
+
     def __init__(self, console: Console):
         self.console = console
-        self.progress: Progress | None = None
-        self.task = None
+        self.phase: Phase | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        self.progress = Progress(
-            TextColumn("[bold]training"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[loss]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(
-            "train", total=state.max_steps, completed=state.global_step, loss=""
-        )
+        self.phase = Phase(self.console, "training", total=state.max_steps, unit="steps")
+        self.phase.update(done=state.global_step)
+        self.phase.__enter__()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.progress is not None:
-            self.progress.update(self.task, completed=state.global_step)
+        if self.phase is not None:
+            self.phase.update(done=state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.progress is None or not logs:
+        if self.phase is None or not logs:
             return
         if "loss" in logs:
-            self.progress.update(self.task, loss=f"loss {logs['loss']:.4f}")
+            self.phase.update(note=f"loss {logs['loss']:.4f}")
         if "eval_loss" in logs:
-            self.progress.console.print(f"  step {state.global_step}: eval loss {logs['eval_loss']:.4f}")
+            self.console.print(f"  step {state.global_step}: eval loss {logs['eval_loss']:.4f}")
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        if self.phase is not None:
+            self.phase.__exit__(None, None, None)
+            self.phase = None
+
+
+def close_progress(trainer) -> None:
+    """The Trainer calls on_train_end only when training ends well: after an error the progress lines
+    would go on."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, ProgressCallback):
+            callback.on_train_end(trainer.args, trainer.state, trainer.control)

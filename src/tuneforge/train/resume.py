@@ -1,8 +1,9 @@
 """What `--resume` accepts: the same config (only length and logging keys may change), the same data
-files byte for byte, and a run that still has steps to train."""
+files byte for byte, the same base model (unless allowed), and a run that still has steps to train."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from tuneforge.config.loading import config_to_yaml
 from tuneforge.config.schema import RunConfig
 from tuneforge.errors import TuneforgeError
+from tuneforge.model.base_pin import MANIFEST_KEY, pinned_base
 from tuneforge.run.directory import RunDir
 from tuneforge.run.manifest import read_manifest
 from tuneforge.train.distributed import Layout
@@ -69,6 +71,17 @@ def check_resumable(run: RunDir, config: RunConfig) -> list[str]:
         for key in ("max_steps", "epochs")
         if saved.get("train", {}).get(key) != current["train"][key]
     ]
+
+
+def resume_base(
+    run: RunDir, config: RunConfig, allow_base_change: bool, notice: Callable[[str], None]
+) -> RunConfig:
+    """The config to load the model from: its model section points at the base the run was trained on,
+    found wherever the run or the shell has moved, and refuses a base that changed since unless allowed
+    (tuneforge.model.base_pin). The run's config.yaml keeps the section as it was written."""
+    record = read_manifest(run.manifest).get(MANIFEST_KEY)
+    model = pinned_base(config.model, record, run.root, allow_change=allow_base_change, notice=notice)
+    return config.model_copy(update={"model": model})
 
 
 def trains_longer(saved_train: dict, config: RunConfig, run: RunDir) -> bool:

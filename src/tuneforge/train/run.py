@@ -19,18 +19,20 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from transformers import TrainerCallback
 
 from tuneforge.config.loading import config_to_yaml
 from tuneforge.config.schema import RunConfig
 from tuneforge.data.prepared import PreparedData
 from tuneforge.errors import TuneforgeError
+from tuneforge.model.base_pin import MANIFEST_KEY, base_record
 from tuneforge.model.build import ModelBundle, load_trained, save_trained
 from tuneforge.run.checkpoints import remove_incomplete, resume_point, step_of
 from tuneforge.run.directory import RunDir
@@ -40,6 +42,8 @@ from tuneforge.run.manifest import ENDED, now, read_manifest, resume_record, sta
 from tuneforge.run.metrics import keep_metrics_up_to, read_metrics
 from tuneforge.run.plots import plot_loss
 from tuneforge.run.processes import barrier, join_process_group, main_process, world_size
+from tuneforge.run.space import disk_full_error
+from tuneforge.train.callbacks import close_progress
 from tuneforge.train.distributed import Layout, check_strategy, resolve_strategy
 from tuneforge.train.guards import GracefulStop, StopBeforeTraining, all_trained_finite
 from tuneforge.train.methods import check_method, recipe_for, unread_sections
@@ -48,6 +52,7 @@ from tuneforge.train.resume import (
     check_resumable,
     check_same_data,
     check_same_global_batch,
+    resume_base,
     saved_train_section,
 )
 from tuneforge.train.summary import show_before_after
@@ -77,6 +82,7 @@ def run_finetune(
     overwrite: bool = False,
     extra_callbacks: Sequence[TrainerCallback] = (),
     console: Console | None = None,
+    allow_base_change: bool = False,
 ) -> FinetuneResult:
     # Under torchrun every process runs this function; only rank 0 prints, writes and owns the folder.
     console = (console or Console()) if main_process() else Console(quiet=True)
@@ -89,14 +95,13 @@ def run_finetune(
     run = RunDir(Path(run_dir))
     if main_process():
         run.check_target(resume=resume, overwrite=overwrite)
-    if resume:
-        for warning in check_resumable(run, config):
-            console.print(f"[yellow]note:[/] {warning}")
+    # What the model loads from; config.yaml is written from `config`, as the user wrote it.
+    loads = checked_resume(run, config, allow_base_change, console) if resume else config
     stop = GracefulStop(notice=console.print)
     with RunLock(run.root, notice=console.print) if main_process() else nullcontext() as lock:
         try:  # everything that can fail on bad input, before the run directory changes
             resuming = find_resume(run, config) if resume else None
-            bundle, data = recipe.prepare(config, console)
+            bundle, data = recipe.prepare(loads, console)
             if resume:
                 check_same_data(run, data.file_hashes)
             layout = Layout(
@@ -130,6 +135,18 @@ def run_finetune(
             return train(config, recipe, run, bundle, data, trainer, resuming, stop, console)
 
 
+def checked_resume(run: RunDir, config: RunConfig, allow_base_change: bool, console: Console) -> RunConfig:
+    """--resume's checks before any work; returns the config whose model section finds the run's base."""
+    for warning in check_resumable(run, config):
+        console.print(f"[yellow]note:[/] {warning}")
+    return resume_base(
+        run,
+        config,
+        allow_base_change,
+        lambda text: console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True),
+    )
+
+
 def find_resume(run: RunDir, config: RunConfig) -> Resume:
     """Reads only: a refused resume leaves the run as it was."""
     checkpoint, incomplete = resume_point(run.checkpoints)
@@ -161,6 +178,7 @@ def start_manifest(
     rows = {"train": data.train_stats.kept, "eval": data.eval_stats.kept if data.eval_stats else 0}
     start = start_fields(data.file_hashes, rows, config.train.seed)
     fields = {"max_length": data.max_length, "processes": layout.record()}
+    fields[MANIFEST_KEY] = base_record(config.model, run.root)  # later commands check the base against it
     fields |= recipe.manifest_fields(config, data)
     write_manifest(run.manifest, {**start, **fields})
     write_eval_split(run.eval_split, data.eval_items)
@@ -213,9 +231,15 @@ def train(
         record(run, {"status": "interrupted", "stopped": now(), "global_step": trainer.state.global_step})
         raise
     except BaseException as exc:
-        error = str(exc) if isinstance(exc, TuneforgeError) else f"{type(exc).__name__}: {exc}"
-        record(run, {"status": "failed", "stopped": now(), "error": error})
-        raise
+        failure = disk_full_error(run, exc) or exc  # a full disk: the file, the space left, what is intact
+        error = str(failure) if isinstance(failure, TuneforgeError) else f"{type(exc).__name__}: {exc}"
+        with suppress(OSError):  # a disk too full even for the manifest must not hide why the run failed
+            record(run, {"status": "failed", "stopped": now(), "error": error})
+        if failure is exc:
+            raise
+        raise failure from exc
+    finally:
+        close_progress(trainer)
     console.print(f"[bold green]done[/]: {run.root}")
     return FinetuneResult(run.root, before, after, step)
 

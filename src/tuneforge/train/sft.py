@@ -17,7 +17,14 @@ from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.preflight import enforce
 from tuneforge.data.prepare import prepare_data
 from tuneforge.data.prepared import PreparedData
-from tuneforge.data.report import histogram, length_line, rendered_sample, show_data, show_preflight
+from tuneforge.data.report import (
+    capped_at_context,
+    histogram,
+    length_line,
+    rendered_sample,
+    show_data,
+    show_preflight,
+)
 from tuneforge.data.samples import SAMPLES
 from tuneforge.data.tokenize import percentile
 from tuneforge.eval.scoring import GenerationScorer
@@ -87,7 +94,11 @@ class SFTRecipe(Recipe):
                 "eval_read": data.eval_stats.rows if data.eval_stats else 0,
                 "read": stats.rows,
             },
-            "max_length": {"requested": config.train.max_length, "applied": stats.max_length},
+            "max_length": {
+                "requested": config.train.max_length,
+                "applied": stats.max_length,
+                "capped_at_context": capped_at_context(stats, requested_length(config)),
+            },
             "tokens": {f"p{int(q * 100)}": percentile(lengths, q) for q in PERCENTILES}
             | {"max": lengths[-1]},
             "histogram": [{"from": a, "to": b, "samples": c} for a, b, c in histogram(lengths)],
@@ -108,9 +119,7 @@ class SFTRecipe(Recipe):
         for i in range(min(n, len(data.train))):
             console.print(rendered_sample(encoder, data.train[i]["input_ids"], data.train[i]["labels"]))
             console.rule(style="dim")
-        table = Table(
-            title=f"{report['rows']['train']:,} training samples ({report['shape']}, {report['template']})"
-        )
+        table = Table(title=f"{samples_line(report)} ({report['shape']}, {report['template']})")
         table.add_column("tokens", justify="right")
         table.add_column("samples", justify="right")
         table.add_column("")
@@ -128,6 +137,17 @@ class SFTRecipe(Recipe):
             + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report["dropped"].items())
         )
         show_preflight(console, data.preflight)
+
+
+def samples_line(report: dict) -> str:
+    """The training samples, and the rows read when some were left out and why: the histogram and the
+    preflight findings count rows or samples before the cut, and unlabelled they look like a miscount."""
+    rows = report["rows"]
+    line = f"{rows['train']:,} training samples"
+    if rows["train"] == rows["read"]:
+        return line
+    left_out = ", ".join(f"{n:,} {why.replace('_', ' ')}" for why, n in report["dropped"].items() if n)
+    return f"{line} of {rows['read']:,} rows read (left out: {left_out})"
 
 
 def training_scorer(config: RunConfig, bundle: ModelBundle, data: PreparedData):

@@ -14,12 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from datasets import Dataset
-from rich.progress import track
+from rich import get_console
 
 from tuneforge.data.encode import IGNORE, ChatEncoder
 from tuneforge.data.pairs.rows import PreferenceItem
 from tuneforge.data.tokenize import AUTO_LENGTH_COVERS, auto_max_length, percentile
 from tuneforge.errors import TuneforgeError
+from tuneforge.progress import Phase
 
 
 @dataclass
@@ -73,18 +74,20 @@ def encode_preferences(
     stats = PairStats(source=source, context_length=context_length)
     encoded: list[tuple[int, PreferenceItem, list[Branch]]] = []
     numbers = numbers if numbers is not None else list(range(len(items)))
-    for row, item in zip(numbers, track(items, description=f"tokenizing {source}", transient=True)):
-        stats.rows += 1
-        if any(not answer.strip() for answer in item.answers):
-            stats.empty.append(row)
-            continue
-        branches = [encode_branch(encoder, item, i) for i in range(len(item.answers))]
-        prompts = [b.input_ids[: b.prompt_length] for b in branches]
-        if any(p != prompts[0] for p in prompts):
-            stats.prompt_differs.append(row)
-        if prompts[0] != encoder.prompt_ids(item.prompt):
-            stats.prompt_mismatches.append(row)
-        encoded.append((row, item, branches))
+    with Phase(get_console(), f"tokenizing {source}", total=len(items)) as phase:
+        for row, item in zip(numbers, items):
+            phase.advance()
+            stats.rows += 1
+            if any(not answer.strip() for answer in item.answers):
+                stats.empty.append(row)
+                continue
+            branches = [encode_branch(encoder, item, i) for i in range(len(item.answers))]
+            prompts = [b.input_ids[: b.prompt_length] for b in branches]
+            if any(p != prompts[0] for p in prompts):
+                stats.prompt_differs.append(row)
+            if prompts[0] != encoder.prompt_ids(item.prompt):
+                stats.prompt_mismatches.append(row)
+            encoded.append((row, item, branches))
     if not encoded:
         raise TuneforgeError(f"{source}: no row has a non-empty answer ({stats.rows} rows read)")
     stats.lengths = [max(len(b.input_ids) for b in branches) for _, _, branches in encoded]

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.prepared import PreparedData
-from tuneforge.data.report import rendered_sample
+from tuneforge.data.report import capped_at_context, rendered_sample
 from tuneforge.data.tokenize import percentile
 
 
@@ -25,7 +25,11 @@ def pair_summary(data: PreparedData, requested_length: int | None) -> dict:
             "eval": data.eval_stats.kept if data.eval_stats else 0,
             "eval_read": data.eval_stats.rows if data.eval_stats else 0,
         },
-        "max_length": {"requested": requested_length or "auto", "applied": stats.max_length},
+        "max_length": {
+            "requested": requested_length or "auto",
+            "applied": stats.max_length,
+            "capped_at_context": capped_at_context(stats, requested_length),
+        },
         "tokens": {"p50": percentile(lengths, 0.5), "p99": percentile(lengths, 0.99), "max": lengths[-1]},
         "truncated": stats.truncated,
         "dropped": {
@@ -49,7 +53,9 @@ def show_pair_summary(console: Console, summary: dict) -> None:
     table.add_row("eval rows", f"{rows['eval']:,} kept of {rows['eval_read']:,}")
     if "desirable" in summary:
         table.add_row("desirable (kto)", f"{summary['desirable']:,} of {rows['train']:,}")
-    table.add_row("max_length", f"{summary['max_length']['requested']} -> {summary['max_length']['applied']}")
+    length = summary["max_length"]
+    capped = ", capped at the model's context length" if length["capped_at_context"] else ""
+    table.add_row("max_length", f"{length['requested']} -> {length['applied']}{capped}")
     table.add_row(
         "tokens p50 / p99 / max" + (" (longer branch)" if summary["shape"] == "pairs" else ""),
         " / ".join(str(v) for v in summary["tokens"].values()),

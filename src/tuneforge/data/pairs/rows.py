@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneforge.config.schema import DataConfig
-from tuneforge.data.shapes import Message, check_messages, text
+from tuneforge.data.shapes import Message, check_messages, content_text, preview, text
 from tuneforge.errors import TuneforgeError
 
 LABELS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
@@ -73,22 +73,25 @@ def as_messages(value: Any, where: str) -> list[Message]:
     """A message list as [{role, content}]: each item must be an object with a role."""
     if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m for m in value):
         raise TuneforgeError(
-            f"{where}: expected a string or a list of {{role, content}} messages, got {str(value)[:80]!r}"
+            f"{where}: expected a string or a list of {{role, content}} messages, got {preview(value)}"
         )
-    return [{"role": m["role"], "content": text(m.get("content"))} for m in value]
+    return [
+        {"role": m["role"], "content": content_text(m.get("content"), f"{where}, turn {number}")}
+        for number, m in enumerate(value)
+    ]
 
 
 def prompt_messages(row: dict[str, Any], data: DataConfig, where: str) -> list[Message] | None:
     cols = data.columns
-    value = row.get(cols.prompt)
+    column, value = cols.prompt, row.get(cols.prompt)
     if value is None or value == "" or value == []:
-        value = row.get(cols.messages)
+        column, value = cols.messages, row.get(cols.messages)
     if value is None or value == "" or value == []:
         return None
     if isinstance(value, str):
         messages = [{"role": "user", "content": value}]
     else:
-        messages = as_messages(value, where)
+        messages = as_messages(value, f"{where}, {column}")
         if messages and messages[-1]["role"] == "assistant":
             raise TuneforgeError(
                 f"{where}: the prompt ends with an assistant turn; it must end with the user's"
@@ -116,7 +119,7 @@ def answer_text(value: Any, prompt: list[Message], where: str) -> str:
     """A string, or a message list whose last turn is the assistant's answer; turns before it, if any, must
     be the prompt's (a system turn aside): history that is not the prompt is never silently dropped."""
     if not isinstance(value, list):
-        return text(value)
+        return text(value, where)
     messages = as_messages(value, where)
     if not messages or messages[-1]["role"] != "assistant":
         raise TuneforgeError(f"{where}: an answer given as messages must end with an assistant turn")

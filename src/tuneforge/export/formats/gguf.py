@@ -43,5 +43,5 @@ class GgufFormat(ExportFormat):
     def write(self, model, loaded, staging, options, notice) -> None:
         hf_dir = staging / ".hf"  # the converter's input, inside staging so a failure cleans it up too
         save_folder(model, loaded.tokenizer, hf_dir)
-        convert(hf_dir, staging / self.model_file(options), options.quant, notice)
+        convert(hf_dir, staging / self.model_file(options), options.quant, notice, name=options.name)
         shutil.rmtree(hf_dir)
