@@ -58,8 +58,9 @@ def test_missing_config_file(tmp_path):
 def test_every_example_validates(path):
     config = load_config(path)
     assert config.model.name_or_path
-    # sft examples state their row shape; preference rows are read by their columns (data.format refused)
-    assert (config.data.format != "auto") == (config.train.method == "sft"), "examples state their data shape"
+    # sft and grpo examples state their row shape; preference rows are read by their columns (format refused)
+    stated = config.train.method in ("sft", "grpo")
+    assert (config.data.format != "auto") == stated, "examples state their data shape"
 
 
 def test_readme_config_reference_is_current():

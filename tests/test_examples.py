@@ -23,6 +23,7 @@ ARCH_OF_EXAMPLE = {
     "dpo_qwen2_ultrafeedback.yaml": "qwen2",
     "dpo_quickstart.yaml": "llama",
     "kto_qwen2_kto_mix.yaml": "qwen2",
+    "grpo_quickstart.yaml": "llama",
 }
 
 
@@ -71,7 +72,7 @@ def preference_rows(path: Path, method: str, n: int = 12) -> Path:
 def test_example_trains_two_steps_on_a_tiny_model(name, tiny_models, tmp_path):
     config_path = EXAMPLES / name
     example = load_config(config_path)
-    if example.train.method == "sft":
+    if example.train.method in ("sft", "grpo"):  # grpo: prompts, and the completion as their reference
         data_file = fake_rows(tmp_path / "rows.jsonl", required_columns(example.data.format, example.data))
     else:
         data_file = preference_rows(tmp_path / "rows.jsonl", example.train.method)

@@ -20,8 +20,15 @@ def test_a_misspelled_method_names_the_closest_one():
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_accepts_the_defaults(name):
-    check_method(config(train={"method": name}))
+    # GRPO has no default reward: what it learns from is the user's to say (refused below)
+    own = {"grpo": {"rewards": [{"kind": "exact_match"}]}} if name == "grpo" else {}
+    check_method(config(train={"method": name}, **own))
     assert recipe_for(name).name == name
+
+
+def test_grpo_without_a_reward_is_refused_naming_the_key():
+    with pytest.raises(TuneforgeError, match=r"grpo.rewards is empty"):
+        check_method(config(train={"method": "grpo"}))
 
 
 def test_pair_methods_cost_two_sequences_a_row_and_the_others_one():
@@ -31,6 +38,7 @@ def test_pair_methods_cost_two_sequences_a_row_and_the_others_one():
         "simpo": 2,
         "orpo": 2,
         "kto": 1,
+        "grpo": 1,  # a prompt row; its completions are counted by the GRPO step
     }
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from tuneforge.config.distributed import DistributedConfig
+from tuneforge.config.grpo import GrpoConfig
 from tuneforge.config.preference import PreferenceConfig
 from tuneforge.config.preflight import PreflightConfig
 from tuneforge.config.section import Section
@@ -226,7 +227,8 @@ class TrainConfig(Section):
         description="The training method, a name in the method registry (tuneforge/train/methods.py). sft: "
         "supervised fine-tuning on answers. dpo: preference pairs against a frozen reference (the starting "
         "model). simpo and orpo: pairs without a reference. kto: single answers marked desirable or not "
-        "(settings in the preference section). Options a method cannot work with are refused before loading.",
+        "(settings in the preference section). grpo: sampled answers scored by your rewards (the grpo "
+        "section). Options a method cannot work with are refused before loading.",
     )
     epochs: float = Field(
         1.0, gt=0, description="Passes over the training data (ignored when max_steps is set)."
@@ -348,6 +350,7 @@ class RunConfig(Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
+    grpo: GrpoConfig = Field(default_factory=GrpoConfig)
     run_dir: str | None = Field(
         None, description="Where the run is written; default runs/<config file name>."
     )

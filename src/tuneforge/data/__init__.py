@@ -6,6 +6,7 @@ template (`templates`), owns the one prompt encoder that every training and infe
 (`encode`), the tokenization cache (`cache`), batching (`collate`) and the entry point `prepare_data`
 (`prepare`), which returns one `PreparedData` (`prepared`) whatever the track. A track (`track`: the
 interface) says how its rows are read, encoded and checked: `samples` (SFT conversations and documents,
-with `tokenize`, `preflight` and `report`) and `pairs/` (preference pairs and KTO rows). It needs a
+with `tokenize`, `preflight` and `report`), `pairs/` (preference pairs and KTO rows) and `prompts`
+(prompts with their reference, for GRPO). It needs a
 tokenizer, never a model: `data` and `model` do not import each other.
 """

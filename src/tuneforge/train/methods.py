@@ -13,6 +13,7 @@ import difflib
 
 from tuneforge.config.schema import RunConfig
 from tuneforge.errors import TuneforgeError
+from tuneforge.train.grpo import GRPO
 from tuneforge.train.preference import DPO, KTO_RECIPE, ORPO, SIMPO
 from tuneforge.train.recipe import Recipe
 from tuneforge.train.sft import SFT
@@ -23,6 +24,7 @@ METHODS: dict[str, Recipe] = {
     "simpo": SIMPO,
     "orpo": ORPO,
     "kto": KTO_RECIPE,
+    "grpo": GRPO,
 }
 
 

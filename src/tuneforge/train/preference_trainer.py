@@ -23,7 +23,7 @@ from tuneforge.data.collate import PadCollator
 from tuneforge.model.load import process_device
 from tuneforge.run.processes import gather_shares, my_share
 from tuneforge.train.preference_loss import SequenceLogps, kto_loss, pair_loss, sequence_logps
-from tuneforge.train.trainer import SftTrainer
+from tuneforge.train.trainer import SftTrainer, means_over_processes
 
 REFERENCE_FREE = ("simpo", "orpo")
 
@@ -141,12 +141,6 @@ class PreferenceTrainer(SftTrainer):
         super().log(logs, start_time)
 
     def mean_stats(self, split: str) -> dict[str, float]:
-        gathered = self.stats[split]
-        keys = sorted(gathered)
-        sums = torch.tensor(
-            [[sum(gathered[k]), len(gathered[k])] for k in keys] or [[0.0, 0.0]], dtype=torch.float64
-        )
-        if self.accelerator.num_processes > 1:
-            sums = self.accelerator.reduce(sums.to(self.accelerator.device), reduction="sum").cpu()
+        means = means_over_processes(self.stats[split], self.accelerator)
         self.stats[split] = defaultdict(list)
-        return {k: (s / c).item() for k, (s, c) in zip(keys, sums) if c > 0}
+        return means

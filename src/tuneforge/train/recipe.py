@@ -35,6 +35,10 @@ class Recipe(ABC):
     sequences_per_row: int = 1
     """Sequences one data row costs in a forward pass: `tuneforge plan` multiplies the batch by it."""
 
+    def rows_per_device(self, config: RunConfig) -> int:
+        """Data rows one process takes per forward pass (the global batch is counted in them)."""
+        return config.train.batch_size
+
     def refuse(self, config: RunConfig) -> list[str]:
         """Why the config's options cannot work with this method (one sentence each, naming the keys);
         empty when they can. Checked before any model or data is loaded."""

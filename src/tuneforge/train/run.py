@@ -107,7 +107,7 @@ def run_finetune(
             layout = Layout(
                 resolve_strategy(config.distributed, world_size()),
                 world_size(),
-                config.train.batch_size,
+                recipe.rows_per_device(config),
                 config.train.grad_accumulation,
             )
             if resume:
@@ -286,13 +286,18 @@ def save_adapter(bundle: ModelBundle, run: RunDir, gather_with=None) -> None:
 
 def final_evaluation(trainer, step: int) -> dict:
     """Evaluate at the last step unless the periodic evaluation just did."""
-    history = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    history = [entry for entry in trainer.state.log_history if is_evaluation(entry)]
     if history and history[-1].get("step") == step:
         return history[-1]
     return trainer.evaluate()
 
 
+def is_evaluation(entry: dict) -> bool:
+    """A logged evaluation: its held-out loss, or (GRPO) its held-out reward."""
+    return "eval_loss" in entry or "eval_reward" in entry
+
+
 def first_eval(run: RunDir) -> dict | None:
     """On resume the baseline evaluation happened in an earlier process: read it back from metrics.jsonl."""
-    evals = [r for r in read_metrics(run.metrics) if "eval_loss" in r and r.get("step") == 0]
+    evals = [r for r in read_metrics(run.metrics) if is_evaluation(r) and r.get("step") == 0]
     return evals[0] if evals else None

@@ -108,6 +108,18 @@ class SftTrainer(Trainer):
         return EpochSeededLengthGroupedSampler(batch, dataset["length"], self.args.seed)
 
 
+def means_over_processes(gathered: dict[str, list[float]], accelerator) -> dict[str, float]:
+    """Each metric's mean over every value every process gathered since the last log (sums and counts
+    reduced together, so processes that saw more rows weigh more)."""
+    keys = sorted(gathered)
+    sums = torch.tensor(
+        [[sum(gathered[k]), len(gathered[k])] for k in keys] or [[0.0, 0.0]], dtype=torch.float64
+    )
+    if accelerator.num_processes > 1:
+        sums = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
+    return {k: (s / c).item() for k, (s, c) in zip(keys, sums) if c > 0}
+
+
 def pad_collator(pad_token_id: int) -> PadCollator:
     """Dynamic padding; to a multiple of 8 on GPUs (tensor-core friendly shapes)."""
     return PadCollator(pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None)

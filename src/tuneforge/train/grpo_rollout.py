@@ -1,0 +1,88 @@
+"""GRPO rollouts: a step's prompts -> `group_size` sampled completions each, through the one inference
+engine (so a rollout is prompted and decoded as `tuneforge generate` does), then the completions' per-token
+log-probs under the model being trained.
+
+A batch of completions is laid out with each prompt padded on the left and each completion on the right,
+so every completion starts in the same column: the logits that predict it are one slice, and the position
+ids (counted over real tokens) are those generation used.
+
+    ids = sample(engine, prompts, group_size=8, decoding=Decoding(max_new_tokens=64, temperature=1.0))
+    batch = completion_batch(repeated_prompts, ids, pad_id)
+    logps = completion_logps(model, batch, temperature=1.0)   # (completions, longest completion)
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+from tuneforge.infer.decoding import Decoding
+
+
+def sample(
+    engine, prompts: list[list[int]], group_size: int, decoding: Decoding, batch_size: int
+) -> list[list[int]]:
+    """Completions group after group: prompt 0's `group_size` first, then prompt 1's, ..."""
+    repeated = [ids for ids in prompts for _ in range(group_size)]
+    return engine.generate(repeated, decoding=decoding, batch_size=batch_size)
+
+
+def truncated(completion: list[int], eos_id: int, max_new_tokens: int) -> bool:
+    """Cut at the token budget before the model ended it (no EOS)."""
+    return eos_id not in completion and len(completion) >= max_new_tokens
+
+
+@dataclass
+class CompletionBatch:
+    input_ids: torch.Tensor  # (B, P + T): prompts left-padded to P, completions right-padded to T
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    completion_mask: torch.Tensor  # (B, T): 1 on completion tokens
+
+    @property
+    def completion_length(self) -> int:
+        return self.completion_mask.shape[1]
+
+    def to(self, device) -> CompletionBatch:
+        return CompletionBatch(*(t.to(device) for t in vars(self).values()))
+
+
+def completion_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> CompletionBatch:
+    width_p = max(len(p) for p in prompts)
+    width_c = max(1, max(len(c) for c in completions))
+    ids = torch.full((len(prompts), width_p + width_c), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
+        start = width_p - len(prompt)
+        ids[row, start:width_p] = torch.tensor(prompt)
+        ids[row, width_p : width_p + len(completion)] = torch.tensor(completion, dtype=torch.long)
+        mask[row, start : width_p + len(completion)] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return CompletionBatch(ids, mask, positions, mask[:, width_p:].clone())
+
+
+def keeps_logits(model) -> bool:
+    """Whether the model can compute the head on the last positions only (most transformers LMs can)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def completion_logps(model, batch: CompletionBatch, temperature: float) -> torch.Tensor:
+    """(B, T) log-probability of each completion token under `model`, from logits divided by the sampling
+    temperature (as TRL scores them: the distribution the tokens were drawn from). Padding positions hold
+    values to be masked out."""
+    width_c = batch.completion_length
+    extra = {"logits_to_keep": width_c + 1} if keeps_logits(model) else {}
+    logits = model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        use_cache=False,
+        **extra,
+    ).logits
+    logits = logits[:, -(width_c + 1) : -1].float() / temperature
+    targets = batch.input_ids[:, -width_c:]
+    # the picked logit minus the log-normaliser: no second (B, T, vocab) tensor of log-probs
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)

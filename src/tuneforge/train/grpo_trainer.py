@@ -1,0 +1,212 @@
+"""The GRPO Trainer: each optimizer step takes `grpo.prompts_per_step` prompts, samples `group_size`
+completions of each through the one inference engine, scores them with the rewards, turns the rewards into
+advantages within each group, and follows the GRPO loss (`grpo_loss.py`, equal to TRL's) on them,
+`train.batch_size` completions per forward/backward.
+
+The reference for the KL term (grpo.beta > 0) is the starting model with the adapter switched off: the same
+weights, no second copy. Rollouts are sampled with a seed drawn from the run's seed and the step, so a
+resumed run samples what the uninterrupted one sampled.
+
+Logged every logging step (and at each evaluation with the eval_ prefix): reward (total, its std and per
+function), the share of groups whose rewards are all equal (no signal), completion length and the share
+cut at max_completion_tokens, kl, clip ratios.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from contextlib import nullcontext
+
+import torch
+from transformers import Trainer
+
+from tuneforge.config.grpo import GrpoConfig
+from tuneforge.data.encode import ChatEncoder
+from tuneforge.infer.decoding import Decoding
+from tuneforge.infer.engine import engine_for_model
+from tuneforge.train.grpo_loss import LossParts, group_advantages, grpo_loss
+from tuneforge.train.grpo_rollout import completion_batch, completion_logps, sample, truncated
+from tuneforge.train.rewards import Reward, RewardScores, score_completions
+from tuneforge.train.trainer import means_over_processes
+
+
+def rows_collator(rows: list[dict]) -> dict:
+    """A step's prompt rows as they are: the rollout builds its own tensors."""
+    return {"rows": rows}
+
+
+class GrpoTrainer(Trainer):
+    """`micro_batch`: completions per forward/backward (train.batch_size); `generation_prompts`: prompts
+    whose groups are generated together (eval.batch_size)."""
+
+    def __init__(
+        self,
+        *args,
+        grpo: GrpoConfig,
+        rewards: list[Reward],
+        encoder: ChatEncoder,
+        micro_batch: int,
+        generation_prompts: int,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.grpo, self.rewards, self.encoder = grpo, rewards, encoder
+        self.micro_batch, self.generation_prompts = micro_batch, generation_prompts
+        self.stats: dict[str, dict[str, list[float]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
+
+    # rollouts
+
+    def decoding(self, seed: int | None, greedy: bool = False) -> Decoding:
+        if greedy:
+            return Decoding(max_new_tokens=self.grpo.max_completion_tokens)
+        return Decoding(
+            max_new_tokens=self.grpo.max_completion_tokens,
+            temperature=self.grpo.temperature,
+            top_p=self.grpo.top_p,
+            seed=seed,
+        )
+
+    @torch.no_grad()
+    def complete(self, model, rows: list[dict], group_size: int, decoding: Decoding) -> list[list[int]]:
+        was_training = model.training
+        model.eval()
+        engine = engine_for_model(self.accelerator.unwrap_model(model), self.encoder.tokenizer)
+        batch = self.generation_prompts * group_size
+        completions = sample(engine, [r["prompt_ids"] for r in rows], group_size, decoding, batch)
+        model.train(was_training)
+        return completions
+
+    def score(self, rows: list[dict], completions: list[list[int]], group_size: int) -> RewardScores:
+        texts = [self.encoder.tokenizer.decode(c, skip_special_tokens=True).strip() for c in completions]
+        prompts = [row["prompt"] for row in rows for _ in range(group_size)]
+        extra = [json.loads(row["row"]) for row in rows for _ in range(group_size)]
+        return score_completions(self.rewards, prompts, texts, extra)
+
+    # training
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        rows, group = inputs["rows"], self.grpo.group_size
+        seed = self.args.seed * 1_000_003 + self.state.global_step  # the same samples after a resume
+        completions = self.complete(model, rows, group, self.decoding(seed))
+        scores = self.score(rows, completions, group)
+        advantages = group_advantages(torch.tensor(scores.total), group, self.grpo.scale_rewards)
+        prompts = [row["prompt_ids"] for row in rows for _ in range(group)]
+        eos, budget = self.encoder.tokenizer.eos_token_id, self.grpo.max_completion_tokens
+        cut = [truncated(c, eos, budget) for c in completions]
+        keep = [0.0 if (self.grpo.mask_truncated and t) else 1.0 for t in cut]
+        chunks = list(range(0, len(completions), self.micro_batch))
+        tokens = self.counted_tokens(completions, keep)
+        model.train()
+        total = torch.zeros((), device=self.args.device)
+        for start in chunks:
+            part = slice(start, start + self.micro_batch)
+            batch = completion_batch(prompts[part], completions[part], self.pad_id).to(self.args.device)
+            mask = batch.completion_mask * torch.tensor(keep[part], device=self.args.device)[:, None]
+            with self.compute_loss_context_manager():
+                parts = self.chunk_loss(
+                    model, batch, mask, advantages[part].to(self.args.device), tokens, len(chunks)
+                )
+            self.accelerator.backward(parts.loss)
+            total += parts.loss.detach()
+            self.note_loss_parts(parts)
+        self.note_rollouts(scores, completions, cut, group)
+        return total
+
+    @property
+    def pad_id(self) -> int:
+        tokenizer = self.encoder.tokenizer
+        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def counted_tokens(self, completions: list[list[int]], keep: list[float]) -> float:
+        """dapo's normaliser: the completion tokens that count in this step on every process, divided by the
+        number of processes, since DDP averages the processes' gradients (see grpo_loss)."""
+        local = torch.tensor(sum(len(c) * k for c, k in zip(completions, keep)), device=self.args.device)
+        processes = self.accelerator.num_processes
+        if processes > 1:
+            local = self.accelerator.reduce(local, reduction="sum")
+        return float(local) / processes
+
+    def chunk_loss(self, model, batch, mask, advantages, tokens: float, micro_batches: int) -> LossParts:
+        settings = self.grpo
+        logps = completion_logps(model, batch, settings.temperature)
+        reference = None
+        if settings.beta > 0:
+            with torch.no_grad(), self.reference_model(model):
+                reference = completion_logps(model, batch, settings.temperature)
+        return grpo_loss(
+            logps,
+            None,  # one optimizer pass per generation batch: the sampling policy is this one
+            reference,
+            advantages,
+            mask,
+            loss_type=settings.loss,
+            epsilon_low=settings.epsilon,
+            epsilon_high=settings.epsilon_high if settings.epsilon_high is not None else settings.epsilon,
+            beta=settings.beta,
+            max_completion_tokens=settings.max_completion_tokens,
+            tokens_in_batch=tokens,
+            micro_batches=micro_batches,
+        )
+
+    def reference_model(self, model):
+        """The starting model: the same weights with the LoRA adapter switched off."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        return unwrapped.disable_adapter() if hasattr(unwrapped, "disable_adapter") else nullcontext()
+
+    # metrics
+
+    def note_loss_parts(self, parts: LossParts, split: str = "train") -> None:
+        found = self.stats[split]
+        found["clip_ratio/low"].append(float(parts.clip_low))
+        found["clip_ratio/high"].append(float(parts.clip_high))
+        if parts.kl is not None:
+            found["kl"].append(float(parts.kl))
+
+    def note_rollouts(
+        self, scores: RewardScores, completions, cut: list[bool], group: int, split="train"
+    ) -> None:
+        found = self.stats[split]
+        found["reward"] += scores.total
+        for name, values in scores.per_reward.items():
+            found[f"rewards/{name}"] += values
+        totals = torch.tensor(scores.total).view(-1, group)
+        found["reward_std"] += totals.std(dim=1).tolist()
+        found["frac_reward_zero_std"] += (totals.std(dim=1) == 0).float().tolist()
+        found["completions/mean_length"] += [float(len(c)) for c in completions]
+        found["completions/clipped_ratio"] += [float(t) for t in cut]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        split = "eval" if any(key.startswith("eval_") for key in logs) else "train"
+        if "loss" in logs or split == "eval":
+            prefix = "eval_" if split == "eval" else ""
+            logs.update({prefix + k: v for k, v in self.mean_stats(split).items()})
+        super().log(logs, start_time)
+
+    def mean_stats(self, split: str) -> dict[str, float]:
+        means = means_over_processes(self.stats[split], self.accelerator)
+        self.stats[split] = defaultdict(list)
+        return means
+
+    # evaluation
+
+    def evaluate(
+        self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
+        """Held-out prompts, one greedy completion each, scored by the rewards."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        rows = [dataset[i] for i in range(len(dataset))]
+        completions = self.complete(self.model, rows, 1, self.decoding(None, greedy=True))
+        scores = self.score(rows, completions, 1)
+        found = self.stats["eval"]
+        found["reward"] += scores.total
+        for name, values in scores.per_reward.items():
+            found[f"rewards/{name}"] += values
+        found["completions/mean_length"] += [float(len(c)) for c in completions]
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.mean_stats("eval").items()}
+        self.log(dict(metrics))
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics

@@ -1,0 +1,127 @@
+"""GRPO's plumbing: rollout prompts are `generate`'s prompts, completion log-probs in a padded batch equal
+one-at-a-time scoring, the KL reference is the starting model (adapter off) in the same copy, truncated
+completions are masked, and a small run goes through the CLI with its reward metrics. The loss is tested
+against TRL in test_grpo_loss.py, the rewards in test_rewards.py."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import quick_config
+from test_preference import CountModels
+from typer.testing import CliRunner
+
+from tuneforge.cli import app
+from tuneforge.config.loading import config_to_yaml
+from tuneforge.config.schema import DataConfig
+from tuneforge.data.encode import ChatEncoder
+from tuneforge.data.prepare import prepare_data
+from tuneforge.data.prompts import PROMPTS
+from tuneforge.infer.inputs import prompts_from_file
+from tuneforge.model.build import build_model
+from tuneforge.model.load import load_tokenizer
+from tuneforge.run.metrics import read_metrics
+from tuneforge.train.grpo_rollout import completion_batch, completion_logps, truncated
+from tuneforge.train.grpo_trainer import GrpoTrainer
+from tuneforge.train.run import run_finetune
+
+REWARD = {"rewards": [{"kind": "exact_match", "column": "reference"}]}
+
+
+def grpo_config(tiny_models, demo_files, **grpo):
+    return quick_config(
+        tiny_models("llama"),
+        *demo_files,
+        train={"method": "grpo", "max_steps": 2, "eval_steps": 2, "save_steps": 2, "logging_steps": 1},
+        grpo={"group_size": 4, "prompts_per_step": 2, "max_completion_tokens": 8, **REWARD, **grpo},
+    )
+
+
+def test_rollout_prompts_are_the_prompts_generate_builds(tiny_models, demo_files):
+    config = grpo_config(tiny_models, demo_files)
+    tokenizer = load_tokenizer(config.model)
+    data = prepare_data(config.data, tokenizer, None, 512, track=PROMPTS)
+    encoder = ChatEncoder(tokenizer)
+    view = DataConfig(**{**config.data.model_dump(), "eval_path": None})
+    rows = prompts_from_file(demo_files[1], view, data.format)
+    generated = [encoder.prompt_ids(row.messages) for row in rows]
+    assert data.eval["prompt_ids"] == generated[: len(data.eval)]
+    assert [json.loads(r)["reference"] for r in data.eval["row"]] == [r.reference for r in rows][
+        : len(data.eval)
+    ]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])  # rotary and learned absolute positions
+def test_padded_completion_logps_equal_one_at_a_time(tiny_models, arch):
+    config = quick_config(tiny_models(arch), "unused.jsonl")
+    model = build_model(config.model, config.quant, config.lora, False).model.eval()
+    prompts, completions = [[1, 5, 9], [1, 7], [1, 3, 4, 8, 2]], [[11, 12, 2], [13], [14, 15, 16, 17]]
+    with torch.no_grad():
+        together = completion_logps(model, completion_batch(prompts, completions, 0), temperature=0.7)
+        for row, (prompt, completion) in enumerate(zip(prompts, completions)):
+            ids = torch.tensor([prompt + completion])
+            logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float() / 0.7
+            alone = logits.log_softmax(-1).gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
+            torch.testing.assert_close(together[row, : len(completion)], alone, atol=1e-5, rtol=0)
+
+
+def test_truncation_is_a_cut_without_eos():
+    assert truncated([4, 5, 6], eos_id=2, max_new_tokens=3)
+    assert not truncated([4, 5, 2], eos_id=2, max_new_tokens=3)
+    assert not truncated([4, 2], eos_id=2, max_new_tokens=3)
+
+
+def test_a_grpo_run_logs_rewards_and_keeps_one_model_whose_reference_is_the_start(
+    tiny_models, demo_files, tmp_path
+):
+    counter = CountModels()
+    config = grpo_config(tiny_models, demo_files, beta=0.04, temperature=1.5)
+    config.train.learning_rate = 5e-2  # large enough that two steps move the adapter
+    result = run_finetune(config, tmp_path / "run", extra_callbacks=[counter])
+    assert counter.models == {1} and counter.adapters == {("default",)}, "one model, one adapter"
+    steps = [r for r in read_metrics(result.run_dir / "metrics.jsonl") if "loss" in r]
+    for key in ("reward", "rewards/exact_match", "frac_reward_zero_std", "completions/mean_length", "kl"):
+        assert key in steps[-1], key
+    assert "eval_reward" in result.eval_before and "eval_reward" in result.eval_after
+    assert json.loads((result.run_dir / "manifest.json").read_text())["grpo"]["rewards"] == ["exact_match"]
+
+
+def test_the_cli_trains_grpo_and_shows_its_data(tiny_models, demo_files, tmp_path):
+    path = tmp_path / "grpo.yaml"
+    path.write_text(config_to_yaml(grpo_config(tiny_models, demo_files)))
+    shown = CliRunner().invoke(app, ["data", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert "reward_reachable" in shown.output and "exact_match 1" in shown.output
+    broken = CliRunner().invoke(
+        app, ["data", str(path), "--set", "grpo.rewards=[{kind: exact_match, column: nope}]"]
+    )
+    assert broken.exit_code == 2 and "'nope'" in broken.output, broken.output
+
+
+@pytest.mark.parametrize("key", ["iterations=2", "grad_accumulation=2"])
+def test_what_grpo_cannot_do_yet_is_refused(tiny_models, demo_files, tmp_path, key):
+    path = tmp_path / "grpo.yaml"
+    path.write_text(config_to_yaml(grpo_config(tiny_models, demo_files)))
+    section = "grpo" if key.startswith("iterations") else "train"
+    result = CliRunner().invoke(app, ["train", str(path), "--set", f"{section}.{key}"])
+    assert result.exit_code == 2 and f"{section}.{key.split('=')[0]}" in result.output, result.output
+
+
+def test_the_kl_reference_is_the_starting_model_in_the_same_copy(tiny_models):
+    config = quick_config(tiny_models("llama"), "unused.jsonl")
+    model = build_model(config.model, config.quant, config.lora, False).model.eval()
+    batch = completion_batch([[1, 5, 9], [1, 7]], [[11, 12, 2], [13, 14]], 0)
+    with torch.no_grad():
+        start = completion_logps(model, batch, temperature=1.0)
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:  # a trained adapter: it now changes the answers
+                weight.add_(torch.randn_like(weight) * 0.5)
+        trained = completion_logps(model, batch, temperature=1.0)
+        trainer = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+        with GrpoTrainer.reference_model(trainer, model):
+            reference = completion_logps(model, batch, temperature=1.0)
+    assert (trained - start).abs().max() > 1e-2
+    torch.testing.assert_close(reference, start, atol=1e-5, rtol=0)
