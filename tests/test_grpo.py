@@ -6,12 +6,15 @@ against TRL in test_grpo_loss.py, the rewards in test_rewards.py."""
 from __future__ import annotations
 
 import json
+import signal
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import quick_config
+from conftest import quick_config, write_jsonl
+from safetensors.torch import load_file
 from test_preference import CountModels
+from test_resume import adapter, kill_at, max_difference
 from typer.testing import CliRunner
 
 from tuneforge.cli import app
@@ -125,3 +128,32 @@ def test_the_kl_reference_is_the_starting_model_in_the_same_copy(tiny_models):
             reference = completion_logps(model, batch, temperature=1.0)
     assert (trained - start).abs().max() > 1e-2
     torch.testing.assert_close(reference, start, atol=1e-5, rtol=0)
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_adapter(tiny_models, tmp_path):
+    """Rollouts are sampled with a seed drawn from the run's seed and the step: a resumed run samples what
+    the uninterrupted one sampled, so it ends at the same adapter."""
+    rows = write_jsonl(
+        tmp_path / "rows.jsonl",
+        [{"prompt": f"count the lines in f{i}.txt", "completion": f"wc -l f{i}.txt"} for i in range(24)],
+    )
+    config = quick_config(
+        tiny_models("llama"),
+        rows,
+        train={"method": "grpo", "max_steps": 8, "save_steps": 4, "eval_steps": 8, "learning_rate": 1e-2},
+        grpo={
+            "group_size": 4,
+            "prompts_per_step": 2,
+            "max_completion_tokens": 6,
+            "rewards": [{"kind": "length", "max_words": 2}],
+            "mask_truncated": False,  # a random model never ends its answers
+        },
+    )
+    uninterrupted = run_finetune(config, tmp_path / "reference")
+    assert uninterrupted.global_step == 8
+    killed = kill_at(config, tmp_path / "run", 6)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    run_finetune(config, tmp_path / "run", resume=True)
+    at_checkpoint = load_file(tmp_path / "run" / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
+    assert max_difference(adapter(tmp_path / "run"), at_checkpoint) > 1e-4, "the steps after it trained"
+    assert max_difference(adapter(tmp_path / "run"), adapter(tmp_path / "reference")) <= 1e-6
