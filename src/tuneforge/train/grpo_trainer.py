@@ -28,7 +28,7 @@ from tuneforge.infer.engine import engine_for_model
 from tuneforge.train.grpo_loss import LossParts, group_advantages, grpo_loss
 from tuneforge.train.grpo_rollout import completion_batch, completion_logps, sample, truncated
 from tuneforge.train.rewards import Reward, RewardScores, score_completions
-from tuneforge.train.trainer import means_over_processes
+from tuneforge.train.trainer import add_gathered, take_means
 
 
 def rows_collator(rows: list[dict]) -> dict:
@@ -180,16 +180,9 @@ class GrpoTrainer(Trainer):
         found["completions/clipped_ratio"] += [float(t) for t in cut]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        split = "eval" if any(key.startswith("eval_") for key in logs) else "train"
-        if "loss" in logs or split == "eval":
-            prefix = "eval_" if split == "eval" else ""
-            logs.update({prefix + k: v for k, v in self.mean_stats(split).items()})
+        """Adds the metrics gathered since the last log: means over every row of every process."""
+        add_gathered(logs, self.stats, self.accelerator)
         super().log(logs, start_time)
-
-    def mean_stats(self, split: str) -> dict[str, float]:
-        means = means_over_processes(self.stats[split], self.accelerator)
-        self.stats[split] = defaultdict(list)
-        return means
 
     # evaluation
 
@@ -206,7 +199,8 @@ class GrpoTrainer(Trainer):
         for name, values in scores.per_reward.items():
             found[f"rewards/{name}"] += values
         found["completions/mean_length"] += [float(len(c)) for c in completions]
-        metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.mean_stats("eval").items()}
+        means = take_means(self.stats, "eval", self.accelerator)
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in means.items()}
         self.log(dict(metrics))
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics

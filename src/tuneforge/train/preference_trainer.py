@@ -23,7 +23,7 @@ from tuneforge.data.collate import PadCollator
 from tuneforge.model.load import process_device
 from tuneforge.run.processes import gather_shares, my_share
 from tuneforge.train.preference_loss import SequenceLogps, kto_loss, pair_loss, sequence_logps
-from tuneforge.train.trainer import SftTrainer, means_over_processes
+from tuneforge.train.trainer import SftTrainer, add_gathered
 
 REFERENCE_FREE = ("simpo", "orpo")
 
@@ -132,15 +132,6 @@ class PreferenceTrainer(SftTrainer):
         return (result.loss, {"loss": result.loss}) if return_outputs else result.loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Adds the preference metrics gathered since the last log: means over every row of every process."""
-        split = "eval" if any(key.startswith("eval_") for key in logs) else "train"
-        if "loss" in logs or "eval_loss" in logs:
-            prefix = "eval_" if split == "eval" else ""
-            # in place: evaluate() returns this very dict, and the run's before/after table reads it
-            logs.update({prefix + k: v for k, v in self.mean_stats(split).items()})
+        """Adds the metrics gathered since the last log: means over every row of every process."""
+        add_gathered(logs, self.stats, self.accelerator)
         super().log(logs, start_time)
-
-    def mean_stats(self, split: str) -> dict[str, float]:
-        means = means_over_processes(self.stats[split], self.accelerator)
-        self.stats[split] = defaultdict(list)
-        return means

@@ -8,6 +8,7 @@ measured about 2x slower for the same job (see bench/ and the README).
 from __future__ import annotations
 
 import importlib.util
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -108,16 +109,29 @@ class SftTrainer(Trainer):
         return EpochSeededLengthGroupedSampler(batch, dataset["length"], self.args.seed)
 
 
-def means_over_processes(gathered: dict[str, list[float]], accelerator) -> dict[str, float]:
-    """Each metric's mean over every value every process gathered since the last log (sums and counts
-    reduced together, so processes that saw more rows weigh more)."""
+def take_means(stats: dict[str, dict[str, list[float]]], split: str, accelerator) -> dict[str, float]:
+    """Each metric gathered for `split` since the last call: its mean over every value every process
+    gathered (sums and counts reduced together, so processes that saw more rows weigh more). The split's
+    lists start empty again."""
+    gathered = stats[split]
     keys = sorted(gathered)
     sums = torch.tensor(
         [[sum(gathered[k]), len(gathered[k])] for k in keys] or [[0.0, 0.0]], dtype=torch.float64
     )
     if accelerator.num_processes > 1:
         sums = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
+    stats[split] = defaultdict(list)
     return {k: (s / c).item() for k, (s, c) in zip(keys, sums) if c > 0}
+
+
+def add_gathered(logs: dict[str, float], stats: dict[str, dict[str, list[float]]], accelerator) -> None:
+    """A training log (the one with the loss) gets the training metrics gathered since the last log, an
+    evaluation log (eval_ keys) the evaluation's, eval_-prefixed. In place: evaluate() returns this very
+    dict, and the run's before/after table reads it."""
+    split = "eval" if any(key.startswith("eval_") for key in logs) else "train"
+    if "loss" in logs or split == "eval":
+        prefix = "eval_" if split == "eval" else ""
+        logs.update({prefix + k: v for k, v in take_means(stats, split, accelerator).items()})
 
 
 def pad_collator(pad_token_id: int) -> PadCollator:
