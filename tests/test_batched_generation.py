@@ -50,3 +50,42 @@ def test_batched_equals_one_at_a_time_on_a_tiny_llama(tiny_models, batch_size):
 
 def test_batched_equals_one_at_a_time_on_stories260k():
     check(needs_shared("models", "stories260K"), 4)
+
+
+def test_a_seeded_row_samples_the_same_whatever_shares_its_batch(tiny_models):
+    """GRPO's rollouts with --nproc 2: half a step's rows, in other batches, must sample as all of them do."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models("llama"))
+    tokenizer.pad_token = tokenizer.eos_token
+    install_chat_template(tokenizer, "alpaca")
+    encoder = ChatEncoder(tokenizer)
+    prompts = [encoder.prompt_ids([{"role": "user", "content": r}]) for r in REQUESTS]
+    model = AutoModelForCausalLM.from_pretrained(tiny_models("llama")).eval()
+    engine = engine_for_model(model, tokenizer)
+    decoding = Decoding(max_new_tokens=12, temperature=1.0, top_p=0.95)
+    seeds = [100 + i for i in range(len(prompts))]
+    together = engine.generate(prompts, decoding=decoding, batch_size=8, seeds=seeds)
+    alone = [engine.generate([p], decoding=decoding, seeds=[s])[0] for p, s in zip(prompts, seeds)]
+    halves = engine.generate(prompts[3:], decoding=decoding, batch_size=2, seeds=seeds[3:])
+    assert together == alone and together[3:] == halves
+    other = engine.generate(prompts, decoding=decoding, batch_size=8, seeds=[s + 50 for s in seeds])
+    assert other != together, "the seed decides the sample"
+    same_prompt = engine.generate([prompts[0]] * 4, decoding=decoding, seeds=[1, 2, 3, 4])
+    assert len({tuple(ids) for ids in same_prompt}) > 1, "a random model's samples differ"
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.6])
+def test_the_row_sampler_draws_from_the_tempered_top_p_distribution(top_p):
+    from tuneforge.infer.row_sampling import RowSeededSampler
+
+    logits = torch.tensor([[2.0, 1.5, 1.0, -1.0]])
+    draws = 4000
+    sampler = RowSeededSampler(list(range(draws)), temperature=0.5, top_p=top_p)
+    scores = sampler(torch.zeros((draws, 1), dtype=torch.long), logits.expand(draws, -1).clone())
+    assert ((scores == 0).sum(dim=1) == 1).all() and scores.isinf().sum() == 3 * draws, (
+        "one token left per row"
+    )
+    counts = torch.bincount(scores.argmax(dim=1), minlength=4).float() / draws
+    expected = (logits[0] / 0.5).softmax(-1)
+    if top_p < 1.0:  # the smallest set of most likely tokens reaching top_p: here the first alone (0.67)
+        expected = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    torch.testing.assert_close(counts, expected, atol=0.03, rtol=0)

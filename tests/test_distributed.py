@@ -307,3 +307,48 @@ def test_dpo_on_two_processes_matches_one_process(tiny_models, tmp_path):
     for two, one in zip(evals["two"], evals["one"]):
         assert two["eval_rewards/margins"] == pytest.approx(one["eval_rewards/margins"], abs=1e-3)
         assert two["eval_logps/chosen"] == pytest.approx(one["eval_logps/chosen"], abs=1e-3)
+
+
+def test_grpo_on_two_processes_matches_one_process(tiny_models, tmp_path):
+    """Each process samples its half of a step's groups, each rollout from its own seed (its prompt's place
+    in the global batch), so two processes draw the completions one process draws: the same rewards at
+    every step, and the adapter within the tolerance of reduced sums (padding differs by batch, ~1e-6)."""
+    rows = [{"prompt": f"count the lines in f{i}.txt", "completion": f"wc -l f{i}.txt"} for i in range(16)]
+    # a held-out file, so all 16 rows train: 4 whole global batches (a last, short one would be topped up
+    # on the second process only, as DDP does for every method)
+    paths = write_jsonl(tmp_path / "rows.jsonl", rows), write_jsonl(tmp_path / "held.jsonl", rows[:2])
+    runs = {}
+    for name, prompts in (("two", 2), ("one", 4)):
+        cfg = quick_config(
+            tiny_models("llama"),
+            *paths,
+            lora={"dropout": 0.0},
+            train={
+                "method": "grpo",
+                "max_steps": 4,
+                "save_steps": 4,
+                "eval_steps": 4,
+                "learning_rate": 1e-2,
+                "batch_size": 4 * prompts,
+            },  # fmt: skip
+            grpo={
+                "group_size": 4,
+                "prompts_per_step": prompts,
+                "max_completion_tokens": 6,
+                "rewards": [{"kind": "length", "max_words": 2}],
+                "mask_truncated": False,
+                "scale_rewards": "batch",
+            },  # fmt: skip (batch: the std over both processes' rewards)
+        )
+        (tmp_path / f"{name}.yaml").write_text(config_to_yaml(cfg))
+        nproc = ["--nproc", "2"] if name == "two" else []
+        args = [str(tmp_path / f"{name}.yaml"), *nproc, "--output-dir", str(tmp_path / name)]
+        finish(tuneforge(*args, cache=tmp_path / f"cache-{name}"))
+        runs[name] = tmp_path / name
+    logs = {n: [json.loads(line) for line in (runs[n] / "metrics.jsonl").open()] for n in runs}
+    steps = {n: [r for r in logs[n] if "loss" in r] for n in runs}
+    assert [r["step"] for r in steps["two"]] == [1, 2, 3, 4], "each step logged once"
+    for key in ("reward", "completions/mean_length", "reward_std"):
+        assert [r[key] for r in steps["two"]] == pytest.approx([r[key] for r in steps["one"]], abs=1e-6), key
+    assert len({r["reward"] for r in steps["one"]}) > 1, "the samples change from step to step"
+    assert max_difference(adapter(runs["two"]), adapter(runs["one"])) <= 1e-4

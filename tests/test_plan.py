@@ -98,3 +98,32 @@ def test_gpus_divide_what_the_strategy_shards(config_for, tmp_path):
         and cli["strategy"] == "fsdp"
         and cli["optimizer_gib"] == pytest.approx(fsdp.optimizer_gib)
     )
+
+
+def test_grpo_plans_its_rollouts(config_for):
+    """The plan counts what GRPO generates before each step: P prompts x G answers x T tokens, their KV
+    cache (more prompts decoded together, more cache), and the generation in the run time."""
+    from tuneforge.train.planning import plan_run
+
+    def grpo(group_size=8, together=2, max_steps=10):
+        return plan_run(
+            config_for(
+                train={"method": "grpo", "max_steps": max_steps, "max_length": 64},
+                eval={"batch_size": together},
+                grpo={
+                    "group_size": group_size,
+                    "prompts_per_step": 4,
+                    "max_completion_tokens": 32,
+                    "rewards": [{"kind": "exact_match", "column": "reference"}],
+                },  # fmt: skip
+            ),
+            "A10G",
+            1,
+        )
+
+    base = grpo()
+    assert base.rollout_tokens_per_step == 4 * 8 * 32 and base.seq_len == 64 + 32
+    assert grpo(together=4).rollout_cache_gib == pytest.approx(2 * base.rollout_cache_gib)
+    assert base.rollout_cache_gib > 0 and grpo(group_size=16).run_hours > 1.9 * base.run_hours
+    sft = plan_run(config_for(train={"max_steps": 10, "max_length": 64}), "A10G", 1)
+    assert sft.rollout_tokens_per_step is None and sft.rollout_cache_gib == 0

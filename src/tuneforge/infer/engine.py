@@ -50,11 +50,14 @@ class Engine(Protocol):
         model: str | None = None,
         batch_size: int = 8,
         on_batch: Callable[[int], None] | None = None,
+        seeds: list[int] | None = None,
     ) -> list[list[int]]:
         """The new ids after each prompt, in the prompts' order, up to and including the tokenizer's EOS
         where a row stopped there. Runs in the caller's thread, `batch_size` prompts at a time, and calls
         `on_batch(rows)` after each batch; `model` is a served name, None the first. Greedy output does
-        not depend on `batch_size`. Needs no `start`."""
+        not depend on `batch_size`. `seeds` (sampled decoding only, one per prompt): row i samples from its
+        own generator, so its answer does not depend on the other rows or the batch size. Needs no
+        `start`."""
 
     def submit(
         self, name: str, prompt_ids: list[int], decoding: Decoding, sink: Callable[[Event], None]

@@ -45,6 +45,15 @@ FITS = 0.92  # share of device memory a plan may fill: the allocator fragments, 
 QUANT_BYTES = {"4bit": 0.5 + 0.5 / 64 + 4 / (64 * 256), "8bit": 1.0}  # nf4 + double-quantised absmax; int8
 
 
+@dataclass(frozen=True)
+class Rollouts:
+    """What an online method (GRPO) generates each optimizer step, per device."""
+
+    sequences: int  # completions sampled per step; each is also one training sequence
+    together: int  # completions decoded in one batch (their KV cache is the generation's memory)
+    new_tokens: int  # the most tokens one completion may have
+
+
 @dataclass
 class Plan:
     device: str
@@ -66,6 +75,10 @@ class Plan:
     max_batch_that_fits: int
     tokens_per_second: float
     run_hours: float | None
+    rollout_tokens_per_step: int | None = None  # at most, per device: sequences x new_tokens
+    rollout_cache_gib: float = 0.0  # KV cache while generating; the training tensors are freed then
+    # Generation is planned at training's utilisation: an assumption, not measured; decoding small batches
+    # on a GPU runs below it.
 
 
 def linear_shapes(model: nn.Module) -> dict[str, tuple[int, int]]:
@@ -218,36 +231,64 @@ def sharded_fixed(fixed: dict[str, float], strategy: str, gpus: int, layers: int
     return out
 
 
-def make_plan(
-    setup: Setup, seq_len: int, device: str = "cpu", gpus: int = 1, strategy: str = "single"
-) -> Plan:
-    """`seq_len` is train.max_length as a number: the CLI resolves auto from the data first. `strategy`
-    says how `gpus` devices share the work (tuneforge.train.distributed names, ZeRO with its stage)."""
-    model = architecture(setup.model)
-    batch, seq = setup.train.batch_size, seq_len
+def kv_cache_bytes(hf, rows: int, seq: int, dtype_bytes: int) -> float:
+    """Keys and values of every layer for `rows` sequences of `seq` tokens."""
+    heads = hf.num_attention_heads
+    kv_heads = getattr(hf, "num_key_value_heads", None) or heads
+    head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // heads
+    return 2 * hf.num_hidden_layers * kv_heads * head_dim * rows * seq * dtype_bytes
+
+
+def device_budget(device: str) -> tuple[float, float, float]:
+    """(memory bytes, FLOP/s, utilisation) of one device: this machine's measured, a GPU's from DEVICES."""
     if device == "cpu":
         import psutil
 
-        device_bytes, flops, mfu = psutil.virtual_memory().total, measured_cpu_flops(), 0.5  # vs 1k matmul
-    else:
-        memory, tflops, mfu = DEVICES[device]
-        device_bytes, flops = memory * GIB, tflops * 1e12
+        return psutil.virtual_memory().total, measured_cpu_flops(), 0.5  # utilisation vs a 1k matmul
+    memory, tflops, mfu = DEVICES[device]
+    return memory * GIB, tflops * 1e12, mfu
+
+
+def largest_batch(setup: Setup, hf, fixed: dict[str, float], seq: int, on_gpu: bool, budget: float) -> int:
+    fits = 0
+    while fits < 1024 and memory_parts(setup, hf, fixed, fits + 1, seq, on_gpu)["total"] <= budget:
+        fits += 1
+    return fits
+
+
+def make_plan(
+    setup: Setup,
+    seq_len: int,
+    device: str = "cpu",
+    gpus: int = 1,
+    strategy: str = "single",
+    rollouts: Rollouts | None = None,
+) -> Plan:
+    """`seq_len` is train.max_length as a number: the CLI resolves auto from the data first (for rollouts:
+    prompt plus completion). `strategy` says how `gpus` devices share the work (tuneforge.train.distributed
+    names, ZeRO with its stage). `rollouts`: what an online method generates before each step."""
+    model = architecture(setup.model)
+    batch, seq = setup.train.batch_size, seq_len
+    device_bytes, flops, mfu = device_budget(device)
     on_gpu, hf = device != "cpu", model.config
     fixed = sharded_fixed(fixed_bytes(setup, model, on_gpu), strategy, gpus, model.config.num_hidden_layers)
     parts = memory_parts(setup, hf, fixed, batch, seq, on_gpu)
-    fits = 0
-    while (
-        fits < 1024 and memory_parts(setup, hf, fixed, fits + 1, seq, on_gpu)["total"] <= FITS * device_bytes
-    ):
-        fits += 1
+    fits = largest_batch(setup, hf, fixed, seq, on_gpu, FITS * device_bytes)
     if setup.quant.mode != "none":
         mfu *= 0.6  # dequantizing every weight on every forward and backward: an assumption, not yet measured
     per_token = training_flops_per_token(setup, fixed["params_total"], hf, seq)
     # Assumed, not measured: 90% scaling efficiency across devices (bench/scaling.py measures it)
     tokens_per_second = flops * mfu / per_token * gpus * (0.9 if gpus > 1 else 1.0)
     steps = setup.train.max_steps
+    sequences = rollouts.sequences if rollouts else batch * setup.train.grad_accumulation
     # An upper bound: every sample filled to max_length. Without max_steps the row count is unknown here.
-    total_tokens = steps * batch * setup.train.grad_accumulation * gpus * seq if steps else None
+    total_tokens = steps * sequences * gpus * seq if steps else None
+    cache = 0.0
+    if rollouts:
+        cache = kv_cache_bytes(hf, rollouts.together, seq, planned_dtype(setup.model, on_gpu).itemsize)
+        parts["total"] = max(parts["total"], parts["total"] - parts["activations"] - parts["logits"] + cache)
+        if total_tokens:  # generating is the forward alone, a third of training's FLOPs per token
+            total_tokens += steps * gpus * rollouts.sequences * rollouts.new_tokens / 3
     gib = {key: value / GIB for key, value in parts.items()}
     return Plan(
         device=device,
@@ -269,4 +310,6 @@ def make_plan(
         max_batch_that_fits=fits,
         tokens_per_second=tokens_per_second,
         run_hours=total_tokens / tokens_per_second / 3600 if total_tokens else None,
+        rollout_tokens_per_step=rollouts.sequences * rollouts.new_tokens if rollouts else None,
+        rollout_cache_gib=cache / GIB,
     )

@@ -44,3 +44,8 @@ def show_plan(console: Console, plan: Plan) -> None:
         + (f" on all {plan.gpus} (90% scaling assumed)" if plan.gpus > 1 else "")
         + (f", at most {plan.run_hours:.2f} h for max_steps" if plan.run_hours else "")
     )
+    if plan.rollout_tokens_per_step:
+        console.print(
+            f"rollouts: up to {plan.rollout_tokens_per_step:,} generated tokens per step per device; their KV "
+            f"cache {plan.rollout_cache_gib:.2f} GiB (generation and training take turns: total is the larger)"
+        )

@@ -23,6 +23,7 @@ from tuneforge.data.prepared import PreparedData
 from tuneforge.data.prompts import PROMPTS
 from tuneforge.data.report import show_preflight
 from tuneforge.model.load import context_length
+from tuneforge.model.plan import Rollouts
 from tuneforge.run.plots import plot_rewards
 from tuneforge.train.builders import (
     load_model,
@@ -42,6 +43,12 @@ from tuneforge.train.rewards import build_rewards
 class GrpoRecipe(Recipe):
     name = "grpo"
     section = "grpo"
+
+    def rollouts(self, config: RunConfig) -> Rollouts:
+        grpo = config.grpo
+        sequences = grpo.prompts_per_step * grpo.group_size
+        together = min(sequences, config.eval.batch_size * grpo.group_size)  # see GrpoTrainer.complete
+        return Rollouts(sequences, together, grpo.max_completion_tokens)
 
     def rows_per_device(self, config: RunConfig) -> int:
         return config.grpo.prompts_per_step  # prompts; each brings grpo.group_size rollouts

@@ -22,11 +22,25 @@ from tuneforge.infer.decoding import Decoding
 
 
 def sample(
-    engine, prompts: list[list[int]], group_size: int, decoding: Decoding, batch_size: int
+    engine,
+    prompts: list[list[int]],
+    group_size: int,
+    decoding: Decoding,
+    batch_size: int,
+    seeds: list[int] | None = None,
 ) -> list[list[int]]:
-    """Completions group after group: prompt 0's `group_size` first, then prompt 1's, ..."""
+    """Completions group after group: prompt 0's `group_size` first, then prompt 1's, ...; `seeds`: one
+    per completion (rollout_seeds), or None to sample from the decoding's seed."""
     repeated = [ids for ids in prompts for _ in range(group_size)]
-    return engine.generate(repeated, decoding=decoding, batch_size=batch_size)
+    return engine.generate(repeated, decoding=decoding, batch_size=batch_size, seeds=seeds)
+
+
+def rollout_seeds(run_seed: int, step: int, first_prompt: int, prompts: int, group_size: int) -> list[int]:
+    """A seed for each completion of a step, from the run's seed, the step and the prompt's place in the
+    step's global batch (`first_prompt` is this process's first): a resumed run, and any number of
+    processes, sample what one uninterrupted process samples."""
+    base = (run_seed * 1_000_003 + step) * 1_000_033
+    return [(base + (first_prompt + p) * 1009 + j) % 2**63 for p in range(prompts) for j in range(group_size)]
 
 
 def truncated(completion: list[int], eos_id: int, max_new_tokens: int) -> bool:

@@ -4,8 +4,9 @@ advantages within each group, and follows the GRPO loss (`grpo_loss.py`, equal t
 `train.batch_size` completions per forward/backward.
 
 The reference for the KL term (grpo.beta > 0) is the starting model with the adapter switched off: the same
-weights, no second copy. Rollouts are sampled with a seed drawn from the run's seed and the step, so a
-resumed run samples what the uninterrupted one sampled.
+weights, no second copy. Each rollout is sampled from its own seed, drawn from the run's seed, the step and
+its prompt's place in the step's global batch, so a resumed run, and a run on any number of processes,
+samples what one uninterrupted process samples.
 
 Logged every logging step (and at each evaluation with the eval_ prefix): reward (total, its std and per
 function), the share of groups whose rewards are all equal (no signal), completion length and the share
@@ -26,7 +27,13 @@ from tuneforge.data.encode import ChatEncoder
 from tuneforge.infer.decoding import Decoding
 from tuneforge.infer.engine import engine_for_model
 from tuneforge.train.grpo_loss import LossParts, group_advantages, grpo_loss
-from tuneforge.train.grpo_rollout import completion_batch, completion_logps, sample, truncated
+from tuneforge.train.grpo_rollout import (
+    completion_batch,
+    completion_logps,
+    rollout_seeds,
+    sample,
+    truncated,
+)
 from tuneforge.train.rewards import Reward, RewardScores, score_completions
 from tuneforge.train.trainer import add_gathered, take_means
 
@@ -60,23 +67,24 @@ class GrpoTrainer(Trainer):
 
     # rollouts
 
-    def decoding(self, seed: int | None, greedy: bool = False) -> Decoding:
+    def decoding(self, greedy: bool = False) -> Decoding:
         if greedy:
             return Decoding(max_new_tokens=self.grpo.max_completion_tokens)
         return Decoding(
             max_new_tokens=self.grpo.max_completion_tokens,
             temperature=self.grpo.temperature,
             top_p=self.grpo.top_p,
-            seed=seed,
         )
 
     @torch.no_grad()
-    def complete(self, model, rows: list[dict], group_size: int, decoding: Decoding) -> list[list[int]]:
+    def complete(
+        self, model, rows: list[dict], group_size: int, decoding: Decoding, seeds: list[int] | None = None
+    ) -> list[list[int]]:
         was_training = model.training
         model.eval()
         engine = engine_for_model(self.accelerator.unwrap_model(model), self.encoder.tokenizer)
         batch = self.generation_prompts * group_size
-        completions = sample(engine, [r["prompt_ids"] for r in rows], group_size, decoding, batch)
+        completions = sample(engine, [r["prompt_ids"] for r in rows], group_size, decoding, batch, seeds)
         model.train(was_training)
         return completions
 
@@ -90,10 +98,11 @@ class GrpoTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         rows, group = inputs["rows"], self.grpo.group_size
-        seed = self.args.seed * 1_000_003 + self.state.global_step  # the same samples after a resume
-        completions = self.complete(model, rows, group, self.decoding(seed))
+        first = self.accelerator.process_index * len(rows)  # DDP hands each process its slice in turn
+        seeds = rollout_seeds(self.args.seed, self.state.global_step, first, len(rows), group)
+        completions = self.complete(model, rows, group, self.decoding(), seeds)
         scores = self.score(rows, completions, group)
-        advantages = group_advantages(torch.tensor(scores.total), group, self.grpo.scale_rewards)
+        advantages = self.advantages(scores.total)
         prompts = [row["prompt_ids"] for row in rows for _ in range(group)]
         eos, budget = self.encoder.tokenizer.eos_token_id, self.grpo.max_completion_tokens
         cut = [truncated(c, eos, budget) for c in completions]
@@ -115,6 +124,15 @@ class GrpoTrainer(Trainer):
             self.note_loss_parts(parts)
         self.note_rollouts(scores, completions, cut, group)
         return total
+
+    def advantages(self, totals: list[float]) -> torch.Tensor:
+        """This process's advantages, computed over every process's rewards (scale_rewards: batch takes the
+        std of the whole step's batch, as one process would)."""
+        local = torch.tensor(totals, device=self.args.device)
+        everyone = self.accelerator.gather(local) if self.accelerator.num_processes > 1 else local
+        found = group_advantages(everyone.cpu(), self.grpo.group_size, self.grpo.scale_rewards)
+        start = self.accelerator.process_index * len(totals)
+        return found[start : start + len(totals)]
 
     @property
     def pad_id(self) -> int:
@@ -192,7 +210,7 @@ class GrpoTrainer(Trainer):
         """Held-out prompts, one greedy completion each, scored by the rewards."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         rows = [dataset[i] for i in range(len(dataset))]
-        completions = self.complete(self.model, rows, 1, self.decoding(None, greedy=True))
+        completions = self.complete(self.model, rows, 1, self.decoding(greedy=True))
         scores = self.score(rows, completions, 1)
         found = self.stats["eval"]
         found["reward"] += scores.total

@@ -35,4 +35,7 @@ def plan_run(
     if strategy == "deepspeed":
         strategy = f"deepspeed-zero{config.distributed.zero_stage}"
     setup = Setup(config.model, config.quant, config.lora, train)
-    return make_plan(setup, resolved_max_length(config), gpu or "cpu", gpus, strategy)
+    seq, rollouts = resolved_max_length(config), recipe.rollouts(config)
+    if rollouts:  # a training sequence is a prompt and its sampled completion
+        seq += rollouts.new_tokens
+    return make_plan(setup, seq, gpu or "cpu", gpus, strategy, rollouts)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from tuneforge.config.schema import RunConfig
     from tuneforge.data.prepared import PreparedData
     from tuneforge.model.build import ModelBundle
+    from tuneforge.model.plan import Rollouts
     from tuneforge.run.directory import RunDir
 
 
@@ -34,6 +35,10 @@ class Recipe(ABC):
     """The run config section holding this method's own settings (e.g. `preference`), or None."""
     sequences_per_row: int = 1
     """Sequences one data row costs in a forward pass: `tuneforge plan` multiplies the batch by it."""
+
+    def rollouts(self, config: RunConfig) -> Rollouts | None:
+        """What the method generates before each optimizer step (online methods), for `tuneforge plan`."""
+        return None
 
     def rows_per_device(self, config: RunConfig) -> int:
         """Data rows one process takes per forward pass (the global batch is counted in them)."""

@@ -22,13 +22,14 @@ from contextlib import nullcontext, suppress
 
 import torch
 from peft import PeftModel
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from tuneforge.config.schema import ServeConfig
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer.decoding import Decoding
 from tuneforge.infer.load import Served
 from tuneforge.infer.requests import Busy, Event, Job
+from tuneforge.infer.row_sampling import RowSeededSampler
 
 
 class StreamEachStep(StoppingCriteria):
@@ -79,9 +80,12 @@ class TransformersEngine:
         model: str | None = None,
         batch_size: int = 8,
         on_batch: Callable[[int], None] | None = None,
+        seeds: list[int] | None = None,
     ) -> list[list[int]]:
         """See Engine.generate. Longest prompts first, so a batch that does not fit fails at once; a row
         stops at the tokenizer's EOS only, as `tuneforge generate` always has."""
+        if seeds is not None and (len(seeds) != len(prompts) or not decoding.sampled):
+            raise ValueError("seeds: one per prompt, and only for sampled decoding")
         served = self.served[model] if model is not None else next(iter(self.served.values()))
         weights, tokenizer = served.model, served.encoder.tokenizer
         pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
@@ -100,7 +104,7 @@ class TransformersEngine:
                     eos_token_id=eos,
                     pad_token_id=pad,
                     use_cache=True,
-                    **sampling(decoding),
+                    **sampling(decoding, None if seeds is None else [seeds[i] for i in chosen]),
                 )
                 for i, row in zip(chosen, generated[:, input_ids.shape[1] :].tolist()):
                     outputs[i] = row[: row.index(eos) + 1] if eos in row else row
@@ -226,9 +230,13 @@ def padded(model, prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, tor
     return input_ids, attention
 
 
-def sampling(decoding: Decoding) -> dict:
+def sampling(decoding: Decoding, seeds: list[int] | None = None) -> dict:
     """transformers' arguments for the decoding. Greedy passes no temperature or top_p: the model's
-    generation_config keeps its own, exactly as before, so greedy output does not move."""
+    generation_config keeps its own, exactly as before, so greedy output does not move. With `seeds`, each
+    row samples from its own generator (infer/row_sampling.py)."""
     if not decoding.sampled:
         return {"do_sample": False}
+    if seeds is not None:
+        sampler = RowSeededSampler(seeds, decoding.temperature, decoding.top_p)
+        return {"do_sample": False, "logits_processor": LogitsProcessorList([sampler])}
     return {"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p}
