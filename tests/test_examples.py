@@ -24,6 +24,7 @@ ARCH_OF_EXAMPLE = {
     "dpo_quickstart.yaml": "llama",
     "kto_qwen2_kto_mix.yaml": "qwen2",
     "grpo_quickstart.yaml": "llama",
+    "grpo_qwen_gsm8k.yaml": "qwen2",
 }
 
 
@@ -69,7 +70,10 @@ def preference_rows(path: Path, method: str, n: int = 12) -> Path:
 
 
 @pytest.mark.parametrize("name", sorted(ARCH_OF_EXAMPLE))
-def test_example_trains_two_steps_on_a_tiny_model(name, tiny_models, tmp_path):
+def test_example_trains_two_steps_on_a_tiny_model(name, tiny_models, tmp_path, monkeypatch):
+    monkeypatch.chdir(
+        EXAMPLES.parent
+    )  # examples name their files (a reward function) from the repository root
     config_path = EXAMPLES / name
     example = load_config(config_path)
     if example.train.method in ("sft", "grpo"):  # grpo: prompts, and the completion as their reference

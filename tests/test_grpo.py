@@ -6,6 +6,7 @@ against TRL in test_grpo_loss.py, the rewards in test_rewards.py."""
 from __future__ import annotations
 
 import json
+import math
 import signal
 from types import SimpleNamespace
 
@@ -18,7 +19,7 @@ from test_resume import adapter, kill_at, max_difference
 from typer.testing import CliRunner
 
 from tuneforge.cli import app
-from tuneforge.config.loading import config_to_yaml
+from tuneforge.config.loading import config_to_yaml, validate_config
 from tuneforge.config.schema import DataConfig
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.prepare import prepare_data
@@ -27,8 +28,15 @@ from tuneforge.infer.inputs import prompts_from_file
 from tuneforge.model.build import build_model
 from tuneforge.model.load import load_tokenizer
 from tuneforge.run.metrics import read_metrics
-from tuneforge.train.grpo_rollout import completion_batch, completion_logps, truncated
+from tuneforge.train.grpo_rollout import (
+    completion_batch,
+    completion_logps,
+    completion_mask,
+    shared_prompt_logps,
+    truncated,
+)
 from tuneforge.train.grpo_trainer import GrpoTrainer
+from tuneforge.train.preference import disable_dropout
 from tuneforge.train.run import run_finetune
 
 REWARD = {"rewards": [{"kind": "exact_match", "column": "reference"}]}
@@ -71,6 +79,35 @@ def test_padded_completion_logps_equal_one_at_a_time(tiny_models, arch):
             torch.testing.assert_close(together[row, : len(completion)], alone, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_each_prompt_run_once_gives_the_padded_batchs_logps_and_gradients(tiny_models, arch):
+    """The optimisation (shared_prompt_logps: a group's prompt runs once, its cache repeated) against the
+    reference path (every completion with its own copy of the prompt): log-probs and LoRA gradients."""
+    config = quick_config(tiny_models(arch), "unused.jsonl")
+    model = build_model(config.model, config.quant, config.lora, False).model.train()
+    disable_dropout(model)
+    for name, weight in model.named_parameters():
+        if "lora_B" in name:  # a trained adapter, so the gradient reaches lora_A too
+            weight.data.normal_(0, 0.1)
+    prompts = [[1, 5, 9]] * 3 + [[1, 7]] * 3
+    completions = [[11, 12, 2], [13], [14, 15, 16, 17], [20, 21], [22, 23, 24, 25, 26], [27]]
+    mask, weights = completion_mask(completions).float(), torch.randn(6, 5)
+    found = {}
+    for path in ("padded", "shared"):
+        model.zero_grad()
+        if path == "padded":
+            logps = completion_logps(model, completion_batch(prompts, completions, 0), temperature=0.7)
+        else:
+            logps = shared_prompt_logps(model, prompts, completions, 3, 0, temperature=0.7)
+        (logps * mask * weights).sum().backward()
+        grads = {n: w.grad.clone() for n, w in model.named_parameters() if w.grad is not None}
+        found[path] = logps.detach() * mask, grads
+    torch.testing.assert_close(found["shared"][0], found["padded"][0], atol=1e-5, rtol=0)
+    assert found["shared"][1].keys() == found["padded"][1].keys() and len(found["padded"][1]) > 4
+    for name, grad in found["padded"][1].items():
+        torch.testing.assert_close(found["shared"][1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
 def test_truncation_is_a_cut_without_eos():
     assert truncated([4, 5, 6], eos_id=2, max_new_tokens=3)
     assert not truncated([4, 5, 2], eos_id=2, max_new_tokens=3)
@@ -104,13 +141,14 @@ def test_the_cli_trains_grpo_and_shows_its_data(tiny_models, demo_files, tmp_pat
     assert broken.exit_code == 2 and "'nope'" in broken.output, broken.output
 
 
-@pytest.mark.parametrize("key", ["iterations=2", "grad_accumulation=2"])
-def test_what_grpo_cannot_do_yet_is_refused(tiny_models, demo_files, tmp_path, key):
+@pytest.mark.parametrize(
+    "settings", [["grpo.iterations=2"], ["train.grad_accumulation=2"], ["grpo.beta=0.1", "lora.method=full"]]
+)
+def test_what_grpo_cannot_do_yet_is_refused(tiny_models, demo_files, tmp_path, settings):
     path = tmp_path / "grpo.yaml"
     path.write_text(config_to_yaml(grpo_config(tiny_models, demo_files)))
-    section = "grpo" if key.startswith("iterations") else "train"
-    result = CliRunner().invoke(app, ["train", str(path), "--set", f"{section}.{key}"])
-    assert result.exit_code == 2 and f"{section}.{key.split('=')[0]}" in result.output, result.output
+    result = CliRunner().invoke(app, ["train", str(path), *[a for s in settings for a in ("--set", s)]])
+    assert result.exit_code == 2 and settings[0].split("=")[0] in result.output, result.output
 
 
 def test_the_kl_reference_is_the_starting_model_in_the_same_copy(tiny_models):
@@ -157,3 +195,17 @@ def test_sigkill_then_resume_gives_the_uninterrupted_adapter(tiny_models, tmp_pa
     at_checkpoint = load_file(tmp_path / "run" / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
     assert max_difference(adapter(tmp_path / "run"), at_checkpoint) > 1e-4, "the steps after it trained"
     assert max_difference(adapter(tmp_path / "run"), adapter(tmp_path / "reference")) <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "sections", [{"lora": {"method": "full"}}, {"quant": {"mode": "4bit"}}], ids=["full", "qlora"]
+)
+def test_full_fine_tuning_and_qlora_train_with_grpo(tiny_models, demo_files, tmp_path, sections):
+    config = grpo_config(tiny_models, demo_files).model_dump()
+    for section, values in sections.items():
+        config[section].update(values)
+    config["train"]["learning_rate"] = 1e-2
+    result = run_finetune(validate_config(config), tmp_path / "run")
+    steps = [r for r in read_metrics(result.run_dir / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2] and all(math.isfinite(r["loss"]) for r in steps)
+    assert json.loads((result.run_dir / "manifest.json").read_text())["status"] == "finished"

@@ -242,3 +242,14 @@ def test_grpo_needs_a_reward_that_counts():
     zero = GrpoConfig(rewards=[RewardConfig(kind="exact_match", weight=0)])
     assert "every grpo.rewards weight is 0" in rewards_refusal(zero)
     assert rewards_refusal(GrpoConfig(rewards=[RewardConfig(kind="exact_match")])) is None
+
+
+def test_the_gsm8k_examples_reward_reads_the_number_after_the_hashes():
+    from pathlib import Path
+
+    file = Path(__file__).resolve().parents[1] / "examples" / "rewards" / "gsm8k.py"
+    reward = {"kind": "python", "file": str(file), "function": "correct_number"}
+    reference = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n48+24 = <<48+24=72>>72\n#### 72"
+    answers = ["48 + 24 = 72 clips.", "The answer is 72.0", "1,072", "I do not know", "72 or 73"]
+    assert score(reward, answers, [reference] * 5) == [1.0, 1.0, 0.0, 0.0, 0.0]
+    assert score(reward, ["It costs 1,250 dollars"], ["#### 1250"]) == [1.0]

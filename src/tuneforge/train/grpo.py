@@ -64,6 +64,11 @@ class GrpoRecipe(Recipe):
                 "grpo.beta > 0 with model.adapter: the KL reference would be the SFT adapter, which is not "
                 "supported yet (the adapter switched off is the base, not your SFT run): set grpo.beta: 0"
             )
+        if grpo.beta > 0 and config.lora.method == "full":
+            reasons.append(
+                "grpo.beta > 0 with lora.method full: the KL reference would be a second copy of the whole "
+                "model, which tuneforge does not keep; set grpo.beta: 0 or train a LoRA adapter"
+            )
         if train.grad_accumulation != 1:
             reasons.append(
                 "train.grad_accumulation: a GRPO step is grpo.prompts_per_step prompts; leave it at 1"

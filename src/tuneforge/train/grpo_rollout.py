@@ -63,6 +63,12 @@ class CompletionBatch:
         return CompletionBatch(*(t.to(device) for t in vars(self).values()))
 
 
+def completion_mask(completions: list[list[int]]) -> torch.Tensor:
+    """(B, T): 1 on each completion's tokens, 0 on the right padding (as CompletionBatch.completion_mask)."""
+    width = max(1, max(len(c) for c in completions))
+    return torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in completions])
+
+
 def completion_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> CompletionBatch:
     width_p = max(len(p) for p in prompts)
     width_c = max(1, max(len(c) for c in completions))
@@ -100,3 +106,50 @@ def completion_logps(model, batch: CompletionBatch, temperature: float) -> torch
     targets = batch.input_ids[:, -width_c:]
     # the picked logit minus the log-normaliser: no second (B, T, vocab) tensor of log-probs
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def shared_prompt_logps(
+    model,
+    prompts: list[list[int]],
+    completions: list[list[int]],
+    group_size: int,
+    pad_id: int,
+    temperature: float,
+) -> torch.Tensor:
+    """`completion_logps` for whole groups, each prompt run once: its keys and values (with their graph,
+    so the gradient through the prompt is the same) are repeated for the group's completions. The same
+    numbers as the padded batch with every prompt repeated, for about (group_size - 1) / group_size less
+    prompt compute in the forward and the backward (tests/test_grpo.py, bench/grpo_step.py)."""
+    heads = prompts[::group_size]
+    width_p = max(len(p) for p in heads)
+    width_c = max(1, max(len(c) for c in completions))
+    device = next(model.parameters()).device
+    ids_p = torch.full((len(heads), width_p), pad_id, dtype=torch.long)
+    mask_p = torch.zeros_like(ids_p)
+    for row, prompt in enumerate(heads):
+        ids_p[row, width_p - len(prompt) :] = torch.tensor(prompt)
+        mask_p[row, width_p - len(prompt) :] = 1
+    mask_c = completion_mask(completions)
+    ids_c = torch.full_like(mask_c, pad_id)
+    for row, completion in enumerate(completions):
+        ids_c[row, : len(completion)] = torch.tensor(completion, dtype=torch.long)
+    ids_p, mask_p, ids_c, mask_c = (t.to(device) for t in (ids_p, mask_p, ids_c, mask_c))
+    first = model(
+        input_ids=ids_p,
+        attention_mask=mask_p,
+        position_ids=(mask_p.cumsum(-1) - 1).clamp(min=0),
+        use_cache=True,
+    )
+    cache = first.past_key_values
+    cache.batch_repeat_interleave(group_size)
+    mask_p = mask_p.repeat_interleave(group_size, dim=0)
+    rest = model(
+        input_ids=ids_c,
+        attention_mask=torch.cat([mask_p, mask_c], dim=1),
+        position_ids=mask_p.sum(-1, keepdim=True) + torch.arange(width_c, device=device),
+        past_key_values=cache,
+        use_cache=True,
+    ).logits
+    head = first.logits[:, -1:].repeat_interleave(group_size, dim=0)  # predicts each first token
+    logits = torch.cat([head, rest[:, :-1]], dim=1).float() / temperature
+    return logits.gather(-1, ids_c.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)

@@ -30,8 +30,10 @@ from tuneforge.train.grpo_loss import LossParts, group_advantages, grpo_loss
 from tuneforge.train.grpo_rollout import (
     completion_batch,
     completion_logps,
+    completion_mask,
     rollout_seeds,
     sample,
+    shared_prompt_logps,
     truncated,
 )
 from tuneforge.train.rewards import Reward, RewardScores, score_completions
@@ -113,11 +115,16 @@ class GrpoTrainer(Trainer):
         total = torch.zeros((), device=self.args.device)
         for start in chunks:
             part = slice(start, start + self.micro_batch)
-            batch = completion_batch(prompts[part], completions[part], self.pad_id).to(self.args.device)
-            mask = batch.completion_mask * torch.tensor(keep[part], device=self.args.device)[:, None]
+            mask = completion_mask(completions[part]).to(self.args.device)
+            mask = mask * torch.tensor(keep[part], device=self.args.device)[:, None]
             with self.compute_loss_context_manager():
                 parts = self.chunk_loss(
-                    model, batch, mask, advantages[part].to(self.args.device), tokens, len(chunks)
+                    model,
+                    (prompts[part], completions[part]),
+                    mask,
+                    advantages[part].to(self.args.device),
+                    tokens,
+                    len(chunks),
                 )
             self.accelerator.backward(parts.loss)
             total += parts.loss.detach()
@@ -148,13 +155,13 @@ class GrpoTrainer(Trainer):
             local = self.accelerator.reduce(local, reduction="sum")
         return float(local) / processes
 
-    def chunk_loss(self, model, batch, mask, advantages, tokens: float, micro_batches: int) -> LossParts:
+    def chunk_loss(self, model, chunk, mask, advantages, tokens: float, micro_batches: int) -> LossParts:
         settings = self.grpo
-        logps = completion_logps(model, batch, settings.temperature)
+        logps = self.logps(model, *chunk)
         reference = None
         if settings.beta > 0:
             with torch.no_grad(), self.reference_model(model):
-                reference = completion_logps(model, batch, settings.temperature)
+                reference = self.logps(model, *chunk)
         return grpo_loss(
             logps,
             None,  # one optimizer pass per generation batch: the sampling policy is this one
@@ -169,6 +176,16 @@ class GrpoTrainer(Trainer):
             tokens_in_batch=tokens,
             micro_batches=micro_batches,
         )
+
+    def logps(self, model, prompts: list[list[int]], completions: list[list[int]]) -> torch.Tensor:
+        """Each completion token's log-prob. Chunks of whole groups run each prompt once (shared_prompt_logps,
+        equal to the padded batch, tested); gradient checkpointing keeps no cache, so it takes the batch."""
+        group, temperature = self.grpo.group_size, self.grpo.temperature
+        checkpointing = getattr(self.accelerator.unwrap_model(model), "is_gradient_checkpointing", False)
+        if self.micro_batch % group == 0 and not checkpointing:
+            return shared_prompt_logps(model, prompts, completions, group, self.pad_id, temperature)
+        batch = completion_batch(prompts, completions, self.pad_id).to(self.args.device)
+        return completion_logps(model, batch, temperature)
 
     def reference_model(self, model):
         """The starting model: the same weights with the LoRA adapter switched off."""
