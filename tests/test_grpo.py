@@ -161,7 +161,7 @@ def test_the_kl_reference_is_the_starting_model_in_the_same_copy(tiny_models):
             if "lora_B" in name:  # a trained adapter: it now changes the answers
                 weight.add_(torch.randn_like(weight) * 0.5)
         trained = completion_logps(model, batch, temperature=1.0)
-        trainer = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+        trainer = SimpleNamespace(accelerator=SimpleNamespace(unwrap_model=lambda m: m), start=None)
         with GrpoTrainer.reference_model(trainer, model):
             reference = completion_logps(model, batch, temperature=1.0)
     assert (trained - start).abs().max() > 1e-2

@@ -15,6 +15,7 @@ import random
 import pytest
 from conftest import quick_config, write_jsonl
 
+from tuneforge.run.metrics import read_metrics
 from tuneforge.train.run import run_finetune
 
 THINGS = ["sky", "sea", "leaf", "grass", "lake", "frog", "jay", "pine", "ice", "moss", "river", "kiwi"]
@@ -101,3 +102,29 @@ def test_shuffled_rewards_teach_nothing(briefly_sft, tmp_path):
     reward = {"kind": "python", "file": str(tmp_path / "shuffled.py"), "function": "shuffled"}
     before, after = grpo_run(briefly_sft, tmp_path, reward)
     assert abs(after - before) < 10, f"held-out exact match {before:.0f}% -> {after:.0f}% from noise"
+
+
+def test_continuing_an_sft_run_the_kl_reference_is_that_run(briefly_sft, tmp_path):
+    """At the first step the policy is the SFT adapter, so its KL to the reference is 0; against the base
+    (the adapter switched off, the planted fault) it is far from 0. Later steps move away from it."""
+    model, folder = briefly_sft
+    config = quick_config(
+        model,
+        folder / "train.jsonl",
+        folder / "held.jsonl",
+        model={"name_or_path": str(model), "adapter": str(folder / "sft")},
+        train={"method": "grpo", "max_steps": 3, "batch_size": 16, "learning_rate": 3e-3, "eval_steps": 3},
+        grpo={
+            "group_size": 4,
+            "prompts_per_step": 4,
+            "max_completion_tokens": 4,
+            "beta": 0.04,
+            "mask_truncated": False,
+            "rewards": [{"kind": "exact_match", "column": "reference"}],
+        },  # fmt: skip
+    )
+    config.train.save_steps = 3
+    result = run_finetune(config, tmp_path / "grpo")
+    kl = [r["kl"] for r in read_metrics(result.run_dir / "metrics.jsonl") if "loss" in r]
+    assert len(kl) == 3 and kl[0] < 1e-6, kl
+    assert kl[-1] > 1e-4, "the policy moves away from the reference"

@@ -59,11 +59,6 @@ class GrpoRecipe(Recipe):
             reasons.append(problem)
         if grpo.iterations != 1:
             reasons.append("grpo.iterations above 1 is not supported yet: leave it at 1")
-        if grpo.beta > 0 and config.model.adapter:
-            reasons.append(
-                "grpo.beta > 0 with model.adapter: the KL reference would be the SFT adapter, which is not "
-                "supported yet (the adapter switched off is the base, not your SFT run): set grpo.beta: 0"
-            )
         if grpo.beta > 0 and config.lora.method == "full":
             reasons.append(
                 "grpo.beta > 0 with lora.method full: the KL reference would be a second copy of the whole "
@@ -128,6 +123,7 @@ class GrpoRecipe(Recipe):
             encoder=ChatEncoder(bundle.tokenizer),
             micro_batch=config.train.batch_size,
             generation_prompts=config.eval.batch_size,
+            reference_is_start=bool(config.model.adapter),
         )
         trainer.remove_callback(PrinterCallback)
         return trainer

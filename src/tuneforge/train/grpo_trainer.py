@@ -4,7 +4,8 @@ advantages within each group, and follows the GRPO loss (`grpo_loss.py`, equal t
 `train.batch_size` completions per forward/backward.
 
 The reference for the KL term (grpo.beta > 0) is the starting model with the adapter switched off: the same
-weights, no second copy. Each rollout is sampled from its own seed, drawn from the run's seed, the step and
+weights, no second copy; continuing an SFT run, it is that run's adapter as training started (its values
+kept aside and swapped in, starting_weights.py). Each rollout is sampled from its own seed, drawn from the run's seed, the step and
 its prompt's place in the step's global batch, so a resumed run, and a run on any number of processes,
 samples what one uninterrupted process samples.
 
@@ -37,6 +38,7 @@ from tuneforge.train.grpo_rollout import (
     truncated,
 )
 from tuneforge.train.rewards import Reward, RewardScores, score_completions
+from tuneforge.train.starting_weights import StartingWeights
 from tuneforge.train.trainer import add_gathered, take_means
 
 
@@ -57,10 +59,13 @@ class GrpoTrainer(Trainer):
         encoder: ChatEncoder,
         micro_batch: int,
         generation_prompts: int,
+        reference_is_start: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.grpo, self.rewards, self.encoder = grpo, rewards, encoder
+        # continuing an SFT adapter: the reference is that adapter as the run started, not the base
+        self.start = StartingWeights(self.model) if reference_is_start and grpo.beta > 0 else None
         self.micro_batch, self.generation_prompts = micro_batch, generation_prompts
         self.stats: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(list),
@@ -157,11 +162,11 @@ class GrpoTrainer(Trainer):
 
     def chunk_loss(self, model, chunk, mask, advantages, tokens: float, micro_batches: int) -> LossParts:
         settings = self.grpo
-        logps = self.logps(model, *chunk)
         reference = None
-        if settings.beta > 0:
+        if settings.beta > 0:  # first: the policy's pass must see no weights swapped under its graph
             with torch.no_grad(), self.reference_model(model):
                 reference = self.logps(model, *chunk)
+        logps = self.logps(model, *chunk)
         return grpo_loss(
             logps,
             None,  # one optimizer pass per generation batch: the sampling policy is this one
@@ -188,8 +193,11 @@ class GrpoTrainer(Trainer):
         return completion_logps(model, batch, temperature)
 
     def reference_model(self, model):
-        """The starting model: the same weights with the LoRA adapter switched off."""
+        """The starting model: the same weights with the LoRA adapter switched off, or, continuing an SFT
+        run, its adapter's starting values swapped in."""
         unwrapped = self.accelerator.unwrap_model(model)
+        if self.start is not None:
+            return self.start.swapped_in(unwrapped)
         return unwrapped.disable_adapter() if hasattr(unwrapped, "disable_adapter") else nullcontext()
 
     # metrics
