@@ -105,7 +105,7 @@ def test_grpo_plans_its_rollouts(config_for):
     cache (more prompts decoded together, more cache), and the generation in the run time."""
     from tuneforge.train.planning import plan_run
 
-    def grpo(group_size=8, together=2, max_steps=10):
+    def grpo(group_size=8, together=2, max_steps=10, iterations=1):
         return plan_run(
             config_for(
                 train={"method": "grpo", "max_steps": max_steps, "max_length": 64},
@@ -114,8 +114,9 @@ def test_grpo_plans_its_rollouts(config_for):
                     "group_size": group_size,
                     "prompts_per_step": 4,
                     "max_completion_tokens": 32,
+                    "iterations": iterations,
                     "rewards": [{"kind": "exact_match", "column": "reference"}],
-                },  # fmt: skip
+                },
             ),
             "A10G",
             1,
@@ -125,5 +126,8 @@ def test_grpo_plans_its_rollouts(config_for):
     assert base.rollout_tokens_per_step == 4 * 8 * 32 and base.seq_len == 64 + 32
     assert grpo(together=4).rollout_cache_gib == pytest.approx(2 * base.rollout_cache_gib)
     assert base.rollout_cache_gib > 0 and grpo(group_size=16).run_hours > 1.9 * base.run_hours
+    assert grpo(iterations=2).run_hours < base.run_hours, (
+        "two passes per batch of rollouts: half the sampling"
+    )
     sft = plan_run(config_for(train={"max_steps": 10, "max_length": 64}), "A10G", 1)
     assert sft.rollout_tokens_per_step is None and sft.rollout_cache_gib == 0

@@ -140,7 +140,9 @@ class GrpoConfig(Section):
     iterations: int = Field(
         1,
         ge=1,
-        description="Optimizer passes over each batch of sampled completions. TRL's num_iterations, default 1.",
+        description="Optimizer steps over each batch of sampled completions (later ones against the sampling "
+        "policy's log-probs, clipped). TRL's num_iterations, default 1. train.save_steps and max_steps must be "
+        "multiples of it, so a checkpoint never falls inside a batch.",
     )
     beta: float = Field(
         0.0,

@@ -52,6 +52,7 @@ class Rollouts:
     sequences: int  # completions sampled per step; each is also one training sequence
     together: int  # completions decoded in one batch (their KV cache is the generation's memory)
     new_tokens: int  # the most tokens one completion may have
+    every: int = 1  # optimizer steps per batch of rollouts (GRPO's iterations)
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Plan:
     max_batch_that_fits: int
     tokens_per_second: float
     run_hours: float | None
-    rollout_tokens_per_step: int | None = None  # at most, per device: sequences x new_tokens
+    rollout_tokens_per_step: int | None = None  # at most, per device and batch of rollouts
     rollout_cache_gib: float = 0.0  # KV cache while generating; the training tensors are freed then
     # Generation is planned at training's utilisation: an assumption, not measured; decoding small batches
     # on a GPU runs below it.
@@ -288,7 +289,7 @@ def make_plan(
         cache = kv_cache_bytes(hf, rollouts.together, seq, planned_dtype(setup.model, on_gpu).itemsize)
         parts["total"] = max(parts["total"], parts["total"] - parts["activations"] - parts["logits"] + cache)
         if total_tokens:  # generating is the forward alone, a third of training's FLOPs per token
-            total_tokens += steps * gpus * rollouts.sequences * rollouts.new_tokens / 3
+            total_tokens += steps / rollouts.every * gpus * rollouts.sequences * rollouts.new_tokens / 3
     gib = {key: value / GIB for key, value in parts.items()}
     return Plan(
         device=device,

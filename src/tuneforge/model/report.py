@@ -46,6 +46,6 @@ def show_plan(console: Console, plan: Plan) -> None:
     )
     if plan.rollout_tokens_per_step:
         console.print(
-            f"rollouts: up to {plan.rollout_tokens_per_step:,} generated tokens per step per device; their KV "
+            f"rollouts: up to {plan.rollout_tokens_per_step:,} generated tokens per batch of rollouts per device; KV "
             f"cache {plan.rollout_cache_gib:.2f} GiB (generation and training take turns: total is the larger)"
         )

@@ -44,11 +44,14 @@ class GrpoRecipe(Recipe):
     name = "grpo"
     section = "grpo"
 
+    def steps_per_checkpoint(self, config: RunConfig) -> int:
+        return config.grpo.iterations  # optimizer passes over one batch of rollouts
+
     def rollouts(self, config: RunConfig) -> Rollouts:
         grpo = config.grpo
         sequences = grpo.prompts_per_step * grpo.group_size
         together = min(sequences, config.eval.batch_size * grpo.group_size)  # see GrpoTrainer.complete
-        return Rollouts(sequences, together, grpo.max_completion_tokens)
+        return Rollouts(sequences, together, grpo.max_completion_tokens, every=grpo.iterations)
 
     def rows_per_device(self, config: RunConfig) -> int:
         return config.grpo.prompts_per_step  # prompts; each brings grpo.group_size rollouts
@@ -57,8 +60,12 @@ class GrpoRecipe(Recipe):
         grpo, train, reasons = config.grpo, config.train, []
         if problem := rewards_refusal(grpo):
             reasons.append(problem)
-        if grpo.iterations != 1:
-            reasons.append("grpo.iterations above 1 is not supported yet: leave it at 1")
+        for key in ("save_steps", "max_steps"):
+            if (value := getattr(train, key)) and value % grpo.iterations:
+                reasons.append(
+                    f"train.{key} ({value}) must be a multiple of grpo.iterations ({grpo.iterations}): a "
+                    "checkpoint inside a batch of rollouts could not resume it exactly"
+                )
         if grpo.beta > 0 and config.lora.method == "full":
             reasons.append(
                 "grpo.beta > 0 with lora.method full: the KL reference would be a second copy of the whole "

@@ -43,6 +43,29 @@ def rollout_seeds(run_seed: int, step: int, first_prompt: int, prompts: int, gro
     return [(base + (first_prompt + p) * 1009 + j) % 2**63 for p in range(prompts) for j in range(group_size)]
 
 
+class RepeatedBatches(torch.utils.data.Sampler):
+    """`base`'s order, each run of `batch` indices (one optimizer step's prompts on every process) given
+    `repeats` times in a row: GRPO's passes over one batch of rollouts see the prompts it was drawn for."""
+
+    def __init__(self, base: torch.utils.data.Sampler, batch: int, repeats: int):
+        self.base, self.batch, self.repeats = base, batch, repeats
+
+    def __iter__(self):
+        order = list(self.base)
+        for start in range(0, len(order), self.batch):
+            chunk = order[start : start + self.batch]
+            chunk += order[: self.batch - len(chunk)]  # a short last batch is topped up from the start
+            for _ in range(self.repeats):
+                yield from chunk
+
+    def __len__(self) -> int:
+        return -(-len(self.base) // self.batch) * self.batch * self.repeats
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+
 def truncated(completion: list[int], eos_id: int, max_new_tokens: int) -> bool:
     """Cut at the token budget before the model ended it (no EOS)."""
     return eos_id not in completion and len(completion) >= max_new_tokens

@@ -1,13 +1,15 @@
 """The GRPO Trainer: each optimizer step takes `grpo.prompts_per_step` prompts, samples `group_size`
 completions of each through the one inference engine, scores them with the rewards, turns the rewards into
 advantages within each group, and follows the GRPO loss (`grpo_loss.py`, equal to TRL's) on them,
-`train.batch_size` completions per forward/backward.
+`train.batch_size` completions per forward/backward. With `grpo.iterations` above 1, one batch of rollouts
+serves that many optimizer steps (`Generation`), the later ones against its sampling log-probs, and the
+sampler (`RepeatedBatches`) hands each step of the group the same prompts.
 
 The reference for the KL term (grpo.beta > 0) is the starting model with the adapter switched off: the same
-weights, no second copy; continuing an SFT run, it is that run's adapter as training started (its values
-kept aside and swapped in, starting_weights.py). Each rollout is sampled from its own seed, drawn from the run's seed, the step and
-its prompt's place in the step's global batch, so a resumed run, and a run on any number of processes,
-samples what one uninterrupted process samples.
+weights, no second copy; continuing an SFT run, it is that run's adapter as training started (its values kept
+aside and swapped in, starting_weights.py). Each rollout is sampled from its own seed, drawn from the run's
+seed, the step and its prompt's place in the step's global batch, so a resumed run, and a run on any number of
+processes, samples what one uninterrupted process samples.
 
 Logged every logging step (and at each evaluation with the eval_ prefix): reward (total, its std and per
 function), the share of groups whose rewards are all equal (no signal), completion length and the share
@@ -19,8 +21,10 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
+from accelerate.data_loader import SeedableRandomSampler
 from transformers import Trainer
 
 from tuneforge.config.grpo import GrpoConfig
@@ -29,6 +33,7 @@ from tuneforge.infer.decoding import Decoding
 from tuneforge.infer.engine import engine_for_model
 from tuneforge.train.grpo_loss import LossParts, group_advantages, grpo_loss
 from tuneforge.train.grpo_rollout import (
+    RepeatedBatches,
     completion_batch,
     completion_logps,
     completion_mask,
@@ -40,6 +45,21 @@ from tuneforge.train.grpo_rollout import (
 from tuneforge.train.rewards import Reward, RewardScores, score_completions
 from tuneforge.train.starting_weights import StartingWeights
 from tuneforge.train.trainer import add_gathered, take_means
+
+
+@dataclass
+class Generation:
+    """One batch of rollouts, and what each of the grpo.iterations optimizer passes over it needs."""
+
+    prompts: list[list[int]]  # each completion's prompt ids
+    completions: list[list[int]]
+    advantages: torch.Tensor  # this process's, one per completion
+    keep: list[float]  # 0.0: a truncated completion, masked
+    tokens: float  # dapo's normaliser (counted_tokens)
+    old_logps: list[torch.Tensor] | None = None  # per micro-batch, when grpo.iterations > 1
+
+    def chunk(self, part: slice) -> tuple[list[list[int]], list[list[int]]]:
+        return self.prompts[part], self.completions[part]
 
 
 def rows_collator(rows: list[dict]) -> dict:
@@ -67,10 +87,24 @@ class GrpoTrainer(Trainer):
         # continuing an SFT adapter: the reference is that adapter as the run started, not the base
         self.start = StartingWeights(self.model) if reference_is_start and grpo.beta > 0 else None
         self.micro_batch, self.generation_prompts = micro_batch, generation_prompts
+        self.generation: Generation | None = None  # the rollouts the current passes train on
         self.stats: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
         }
+
+    def _get_train_sampler(self, train_dataset=None):
+        """With grpo.iterations > 1, each step's prompts come again for that many steps (as TRL's
+        RepeatSampler does), shuffled per epoch from the run's seed."""
+        sampler = super()._get_train_sampler(train_dataset)
+        if self.grpo.iterations == 1 or sampler is None:
+            return sampler
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        global_batch = self.grpo.prompts_per_step * self.accelerator.num_processes
+        return RepeatedBatches(
+            SeedableRandomSampler(dataset, data_seed=seed), global_batch, self.grpo.iterations
+        )
 
     # rollouts
 
@@ -104,37 +138,62 @@ class GrpoTrainer(Trainer):
     # training
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        rows, group = inputs["rows"], self.grpo.group_size
+        """Rollouts on the first of each grpo.iterations steps (the sampler repeats their prompts for the
+        others), then one optimizer pass over them."""
+        if self.state.global_step % self.grpo.iterations == 0 or self.generation is None:
+            self.generation = self.generate(model, inputs["rows"])
+        return self.optimise(model, self.generation)
+
+    def generate(self, model, rows: list[dict]) -> Generation:
+        group = self.grpo.group_size
         first = self.accelerator.process_index * len(rows)  # DDP hands each process its slice in turn
         seeds = rollout_seeds(self.args.seed, self.state.global_step, first, len(rows), group)
         completions = self.complete(model, rows, group, self.decoding(), seeds)
         scores = self.score(rows, completions, group)
-        advantages = self.advantages(scores.total)
-        prompts = [row["prompt_ids"] for row in rows for _ in range(group)]
         eos, budget = self.encoder.tokenizer.eos_token_id, self.grpo.max_completion_tokens
         cut = [truncated(c, eos, budget) for c in completions]
         keep = [0.0 if (self.grpo.mask_truncated and t) else 1.0 for t in cut]
-        chunks = list(range(0, len(completions), self.micro_batch))
-        tokens = self.counted_tokens(completions, keep)
+        self.note_rollouts(scores, completions, cut, group)
+        generation = Generation(
+            prompts=[row["prompt_ids"] for row in rows for _ in range(group)],
+            completions=completions,
+            advantages=self.advantages(scores.total),
+            keep=keep,
+            tokens=self.counted_tokens(completions, keep),
+        )
+        if self.grpo.iterations > 1:  # the sampling policy's log-probs, for the later passes' ratios
+            with torch.no_grad():
+                generation.old_logps = [
+                    self.logps(model, *generation.chunk(part)) for part in self.parts(generation)
+                ]
+        return generation
+
+    def parts(self, generation: Generation) -> list[slice]:
+        """The micro-batches: train.batch_size completions each."""
+        size = self.micro_batch
+        return [slice(start, start + size) for start in range(0, len(generation.completions), size)]
+
+    def optimise(self, model, generation: Generation) -> torch.Tensor:
         model.train()
         total = torch.zeros((), device=self.args.device)
-        for start in chunks:
-            part = slice(start, start + self.micro_batch)
-            mask = completion_mask(completions[part]).to(self.args.device)
-            mask = mask * torch.tensor(keep[part], device=self.args.device)[:, None]
+        parts = self.parts(generation)
+        for index, part in enumerate(parts):
+            mask = completion_mask(generation.completions[part]).to(self.args.device)
+            mask = mask * torch.tensor(generation.keep[part], device=self.args.device)[:, None]
+            old = generation.old_logps[index] if generation.old_logps else None
             with self.compute_loss_context_manager():
-                parts = self.chunk_loss(
+                found = self.chunk_loss(
                     model,
-                    (prompts[part], completions[part]),
+                    generation.chunk(part),
                     mask,
-                    advantages[part].to(self.args.device),
-                    tokens,
-                    len(chunks),
+                    generation.advantages[part].to(self.args.device),
+                    old,
+                    generation.tokens,
+                    len(parts),
                 )
-            self.accelerator.backward(parts.loss)
-            total += parts.loss.detach()
-            self.note_loss_parts(parts)
-        self.note_rollouts(scores, completions, cut, group)
+            self.accelerator.backward(found.loss)
+            total += found.loss.detach()
+            self.note_loss_parts(found)
         return total
 
     def advantages(self, totals: list[float]) -> torch.Tensor:
@@ -160,7 +219,9 @@ class GrpoTrainer(Trainer):
             local = self.accelerator.reduce(local, reduction="sum")
         return float(local) / processes
 
-    def chunk_loss(self, model, chunk, mask, advantages, tokens: float, micro_batches: int) -> LossParts:
+    def chunk_loss(
+        self, model, chunk, mask, advantages, old_logps, tokens: float, micro_batches: int
+    ) -> LossParts:
         settings = self.grpo
         reference = None
         if settings.beta > 0:  # first: the policy's pass must see no weights swapped under its graph
@@ -169,7 +230,7 @@ class GrpoTrainer(Trainer):
         logps = self.logps(model, *chunk)
         return grpo_loss(
             logps,
-            None,  # one optimizer pass per generation batch: the sampling policy is this one
+            old_logps,  # None with one pass per batch of rollouts: the sampling policy is this one
             reference,
             advantages,
             mask,

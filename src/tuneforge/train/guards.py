@@ -90,10 +90,11 @@ class StopBeforeTraining(Exception):
 
 class GracefulStop(TrainerCallback):
     """Ctrl-C or SIGTERM (a pre-empted cloud machine) finishes the current step, saves a checkpoint and
-    stops; a second one stops at once."""
+    stops; a second one stops at once. `every`: checkpoints fall on multiples of it (a GRPO run with
+    grpo.iterations passes over each batch of rollouts), so the stop waits for the next one."""
 
-    def __init__(self, notice=print):
-        self.notice = notice
+    def __init__(self, notice=print, every: int = 1):
+        self.notice, self.every = notice, every
         self.requested: str | None = None
         self.previous: dict[int, object] = {}
 
@@ -111,7 +112,8 @@ class GracefulStop(TrainerCallback):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum).name
-        self.notice(f"{self.requested}: stopping after this step with a checkpoint (again to stop at once)")
+        when = "this step" if self.every == 1 else f"the next step that is a multiple of {self.every}"
+        self.notice(f"{self.requested}: stopping after {when} with a checkpoint (again to stop at once)")
 
     def agreed(self) -> bool:
         """Every process stops at the same step, whichever of them got the signal (torchrun forwards it
@@ -126,6 +128,6 @@ class GracefulStop(TrainerCallback):
             raise StopBeforeTraining(self.requested)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.agreed():
+        if self.agreed() and state.global_step % self.every == 0:
             control.should_save = True
             control.should_training_stop = True

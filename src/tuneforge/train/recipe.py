@@ -36,6 +36,11 @@ class Recipe(ABC):
     sequences_per_row: int = 1
     """Sequences one data row costs in a forward pass: `tuneforge plan` multiplies the batch by it."""
 
+    def steps_per_checkpoint(self, config: RunConfig) -> int:
+        """Optimizer steps that belong together (GRPO's passes over one batch of rollouts): checkpoints,
+        a graceful stop included, fall on multiples of it, so a resume starts where a group starts."""
+        return 1
+
     def rollouts(self, config: RunConfig) -> Rollouts | None:
         """What the method generates before each optimizer step (online methods), for `tuneforge plan`."""
         return None

@@ -97,7 +97,7 @@ def run_finetune(
         run.check_target(resume=resume, overwrite=overwrite)
     # What the model loads from; config.yaml is written from `config`, as the user wrote it.
     loads = checked_resume(run, config, allow_base_change, console) if resume else config
-    stop = GracefulStop(notice=console.print)
+    stop = GracefulStop(notice=console.print, every=recipe.steps_per_checkpoint(config))
     with RunLock(run.root, notice=console.print) if main_process() else nullcontext() as lock:
         try:  # everything that can fail on bad input, before the run directory changes
             resuming = find_resume(run, config) if resume else None
