@@ -116,6 +116,9 @@ class ColumnsConfig(Section):
         "conversations", description="sharegpt: the column holding [{from, value}, ...]."
     )
     text: str = Field("text", description="text: the column of plain documents (continued pretraining).")
+    tools: str = Field(
+        "tools", description="messages, sharegpt: the column of tool schemas a row offers, if any."
+    )
     chosen: str = Field("chosen", description="preference pairs: the preferred answer column.")
     rejected: str = Field("rejected", description="preference pairs: the dispreferred answer column.")
     label: str = Field("label", description="kto: the column saying whether the completion is desirable.")

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
+from tuneforge.data.agent import tools_of
 from tuneforge.data.shapes import Message
 from tuneforge.errors import TuneforgeError
 
@@ -39,6 +40,23 @@ NOT_PREFIX = (
     "answer changes once the answer is added), so prompts and answers cannot be told apart; use another "
     "template (data.template)"
 )
+
+
+def check_rendered(turn: Message, answer: str) -> None:
+    """A tool call or reasoning trace the template does not write would train an answer without it, and
+    the model would learn to answer without calling: refuse it."""
+    for call in turn.get("tool_calls") or ():
+        if call["function"]["name"] not in answer:
+            raise TuneforgeError(
+                f"the chat template does not write tool calls (the call to {call['function']['name']!r} is "
+                "missing from the rendered answer): use data.template chatml, whose tool format is "
+                "documented, or a model whose own template renders tools"
+            )
+    if turn.get("reasoning_content") and turn["reasoning_content"] not in answer:
+        raise TuneforgeError(
+            "the chat template does not write reasoning traces (reasoning_content): use data.template "
+            "chatml, or a model whose own template renders them, or remove the traces"
+        )
 
 
 @dataclass(frozen=True)
@@ -74,10 +92,14 @@ class ChatEncoder:
         bos = tokenizer.bos_token_id
         self.adds_bos = bos is not None and tokenizer("a").input_ids[:1] == [bos]
 
-    def render(self, messages: list[Message], add_generation_prompt: bool) -> str:
+    def render(
+        self, messages: list[Message], add_generation_prompt: bool, tools: list[dict] | None = None
+    ) -> str:
+        """The template's text; `tools` (default: the conversation's own, agent.Conversation) go with it."""
+        tools = tools if tools is not None else tools_of(messages)
         try:
             return self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=add_generation_prompt
+                list(messages), tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
             )
         except TemplateError as exc:
             raise TuneforgeError(
@@ -93,7 +115,9 @@ class ChatEncoder:
         """The ids transformers' own `apply_chat_template(..., tokenize=True)` builds, adding no special
         tokens: what every other runtime of the saved template (an hf export, GGUF, Ollama) sends. The
         template-parity check compares them with `prompt_ids`."""
-        out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        out = self.tokenizer.apply_chat_template(
+            list(messages), tools=tools_of(messages), add_generation_prompt=True, tokenize=True
+        )
         return list(out["input_ids"] if isinstance(out, Mapping) else out)
 
     def text_prompt_ids(self, text: str) -> list[int]:
@@ -137,19 +161,21 @@ class ChatEncoder:
         """The rendered conversation, and for each assistant turn (message index, first char, end char) of
         its answer. An answer runs from the end of its generation prompt to the end of the EOS the template
         writes after it (to the end of the turn when the template writes none)."""
+        tools = tools_of(messages)
         text = self.render(messages, add_generation_prompt=False)
         eos = self.tokenizer.eos_token
         spans: list[tuple[int, int, int]] = []
         for index, turn in enumerate(messages):
             if turn["role"] != "assistant":
                 continue
-            prompt = self.render(messages[:index], add_generation_prompt=True)
-            upto = self.render(messages[: index + 1], add_generation_prompt=False)
+            prompt = self.render(messages[:index], add_generation_prompt=True, tools=tools)
+            upto = self.render(messages[: index + 1], add_generation_prompt=False, tools=tools)
             if not (upto.startswith(prompt) and text.startswith(upto)):
                 raise TuneforgeError(NOT_PREFIX)
             if spans and len(prompt) < spans[-1][2]:
                 raise TuneforgeError(NOT_PREFIX)
             answer = upto[len(prompt) :]
+            check_rendered(turn, answer)
             # The EOS the template writes after the content, not an EOS string inside the content itself.
             content_at = answer.find(turn["content"])
             eos_at = answer.find(eos, content_at + len(turn["content"]) if content_at >= 0 else 0)

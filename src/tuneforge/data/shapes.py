@@ -20,12 +20,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tuneforge.config.schema import DataConfig
+from tuneforge.data.agent import (
+    TOOL_ROLES,
+    Conversation,
+    assistant_extras,
+    parsed_json,
+    row_tools,
+    tool_result_extras,
+)
 from tuneforge.errors import TuneforgeError
 
-Message = dict[str, str]
-ROLES = ("system", "user", "assistant")
+Message = dict[str, Any]  # role, content, and for agent turns tool_calls / reasoning_content / tool_call_id
+ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "model": "assistant", "chatgpt": "assistant", "system": "system"}  # fmt: skip
+                  "model": "assistant", "chatgpt": "assistant", "system": "system",
+                  "function_call": "assistant", "observation": "tool", "tool": "tool"}  # fmt: skip
 
 
 def detect_format(columns: Sequence[str], data: DataConfig) -> str:
@@ -103,25 +112,21 @@ def row_formatter(fmt: str, data: DataConfig) -> Callable[..., list[Message] | s
         ]
 
     def messages(row: dict[str, Any], where: str = "a row") -> list[Message]:
-        turns = []
-        for number, turn in enumerate(turn_list(row, cols.messages, where)):
-            at = f"{where}, turn {number}"
-            turns.append({"role": turn.get("role"), "content": content_text(turn.get("content"), at)})
-        return with_system(turns)
+        turns = [
+            message_turn(turn, f"{where}, turn {number}")
+            for number, turn in enumerate(turn_list(row, cols.messages, where))
+        ]
+        return Conversation(with_system(turns), tools(row, where))
 
     def sharegpt(row: dict[str, Any], where: str = "a row") -> list[Message]:
-        turns = []
-        for number, turn in enumerate(turn_list(row, cols.conversations, where)):
-            role = SHAREGPT_ROLES.get(str(turn.get("from", "")).lower())
-            if role is None:
-                raise TuneforgeError(
-                    f"{where}, turn {number}: sharegpt turn 'from' is {turn.get('from')!r}; expected one of "
-                    f"{', '.join(SHAREGPT_ROLES)}"
-                )
-            turns.append(
-                {"role": role, "content": content_text(turn.get("value"), f"{where}, turn {number}")}
-            )
-        return with_system(turns)
+        turns = [
+            sharegpt_turn(turn, f"{where}, turn {number}")
+            for number, turn in enumerate(turn_list(row, cols.conversations, where))
+        ]
+        return Conversation(with_system(turns), tools(row, where))
+
+    def tools(row: dict[str, Any], where: str) -> list[dict] | None:
+        return row_tools(row.get(cols.tools), f"{where}, column {cols.tools!r}")
 
     def with_system(turns: list[Message]) -> list[Message]:
         return system + turns if system and (not turns or turns[0]["role"] != "system") else turns
@@ -131,6 +136,35 @@ def row_formatter(fmt: str, data: DataConfig) -> Callable[..., list[Message] | s
 
     formatters = {"alpaca": alpaca, "prompt_completion": prompt_completion, "messages": messages}
     return {**formatters, "sharegpt": sharegpt, "text": plain}[fmt]
+
+
+def sharegpt_turn(turn: dict[str, Any], where: str) -> Message:
+    """One {from, value} turn; a function_call's value is the call ({"name", "arguments"}, or a list)."""
+    source = str(turn.get("from", "")).lower()
+    role = SHAREGPT_ROLES.get(source)
+    if role is None:
+        raise TuneforgeError(
+            f"{where}: sharegpt turn 'from' is {turn.get('from')!r}; expected one of {', '.join(SHAREGPT_ROLES)}"
+        )
+    if source == "function_call":
+        calls = parsed_json(turn.get("value"), where, "the function_call value")
+        calls = calls if isinstance(calls, list) else [calls]
+        return message_turn({"role": "assistant", "content": None, "tool_calls": calls}, where)
+    return message_turn({"role": role, "content": turn.get("value")}, where)
+
+
+def message_turn(turn: dict[str, Any], where: str) -> Message:
+    """One OpenAI-style turn as templates read it (agent.py: tool calls, tool results, reasoning)."""
+    role = TOOL_ROLES.get(turn.get("role"), turn.get("role"))
+    if role == "assistant":
+        extras = assistant_extras(turn, where)
+        empty = turn.get("content") is None and (extras.get("tool_calls") or extras.get("reasoning_content"))
+        return {"role": role, "content": "" if empty else content_text(turn.get("content"), where), **extras}
+    if role == "tool":
+        content = turn.get("content")
+        content = json.dumps(content, ensure_ascii=False) if isinstance(content, dict) else content
+        return {"role": role, "content": content_text(content, where), **tool_result_extras(turn)}
+    return {"role": role, "content": content_text(turn.get("content"), where)}
 
 
 def turn_list(row: dict[str, Any], column: str, where: str) -> list[dict[str, Any]]:
@@ -167,8 +201,8 @@ def content_text(value: Any, where: str) -> str:
         return value
     if value is None:
         raise TuneforgeError(
-            f'{where}: content is null. Every turn needs its text ("" if the turn is meant to be empty); '
-            "tool calls and other turns without text are not supported: remove them or the row."
+            f'{where}: content is null. Every turn needs its text ("" if the turn is meant to be empty); only '
+            "an assistant turn with tool_calls or a reasoning trace may have none."
         )
     if isinstance(value, dict):
         raise TuneforgeError(
@@ -197,7 +231,8 @@ def preview(value: Any, limit: int = 120) -> str:
 
 
 def check_messages(messages: list[Message], where: str) -> None:
-    """A trainable conversation opens with a user (or system) turn and ends with an assistant turn."""
+    """A trainable conversation opens with a user (or system) turn and ends with an assistant turn; a tool
+    result follows an assistant turn or another result."""
     for turn in messages:
         if turn.get("role") not in ROLES:
             raise TuneforgeError(f"{where}: role {turn.get('role')!r} is not one of {', '.join(ROLES)}")
@@ -205,3 +240,8 @@ def check_messages(messages: list[Message], where: str) -> None:
         raise TuneforgeError(f"{where}: the conversation must end with an assistant turn")
     if messages[0]["role"] == "assistant":
         raise TuneforgeError(f"{where}: the conversation opens with an assistant turn; nothing prompts it")
+    for number, (before, turn) in enumerate(zip(messages, messages[1:]), start=1):
+        if turn["role"] == "tool" and before["role"] not in ("assistant", "tool"):
+            raise TuneforgeError(
+                f"{where}, turn {number}: a tool result must follow the assistant turn that called it"
+            )

@@ -33,9 +33,28 @@ BUILTIN_TEMPLATES: dict[str, str] = {
         "{% else %}{{ '### Response:\n' + m['content'] + eos_token + '\n\n' }}{% endif %}"
         "{% endfor %}{% if add_generation_prompt %}{{ '### Response:\n' }}{% endif %}"
     ),
+    # The one built-in with a tool format (Hermes / Qwen2.5 style): the tools' JSON schemas in the system
+    # turn, each call as <tool_call>{"name": ..., "arguments": {...}}</tool_call> after the answer's text,
+    # results as tool turns in <tool_response>, a reasoning trace as <think>...</think> before the text.
+    # Without tools, calls or traces it renders exactly as before.
     "chatml": (
-        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] }}"
-        "{% if m['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ '<|im_end|>' }}{% endif %}{{ '\n' }}"
+        "{% set ns = namespace(first=0) %}"
+        "{% if tools %}{{ '<|im_start|>system\n' }}"
+        "{% if messages and messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\n\n' }}"
+        "{% set ns.first = 1 %}{% endif %}"
+        "{{ '# Tools\n\nYou may call one or more functions. Their signatures are within <tools></tools>:\n<tools>' }}"
+        "{% for t in tools %}{{ '\n' + (t | tojson) }}{% endfor %}"
+        "{{ '\n</tools>\n\nFor each call, return a JSON object with the function name and arguments within "
+        "<tool_call></tool_call> tags.<|im_end|>\n' }}{% endif %}"
+        "{% for m in messages[ns.first:] %}{{ '<|im_start|>' + m['role'] + '\n' }}"
+        "{% if m['role'] == 'assistant' %}"
+        "{% if m.get('reasoning_content') %}{{ '<think>\n' + m['reasoning_content'] + '\n</think>\n\n' }}{% endif %}"
+        "{{ m['content'] }}"
+        "{% for c in m.get('tool_calls') or [] %}{% if m['content'] or not loop.first %}{{ '\n' }}{% endif %}"
+        "{{ '<tool_call>\n' + ({'name': c['function']['name'], 'arguments': c['function']['arguments']} | tojson)"
+        " + '\n</tool_call>' }}{% endfor %}{{ eos_token }}"
+        "{% elif m['role'] == 'tool' %}{{ '<tool_response>\n' + m['content'] + '\n</tool_response><|im_end|>' }}"
+        "{% else %}{{ m['content'] + '<|im_end|>' }}{% endif %}{{ '\n' }}"
         "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
     ),
     "mistral": (
