@@ -7,8 +7,8 @@ answer; EOS is masked for both, so every step generates 1,024 tokens), temperatu
 0, the same reward function, 32 completions per forward/backward, one optimizer pass per generation. Each
 trainer runs in its own process; the first step warms up and is not timed.
 
-    .venv/bin/python bench/grpo_step.py              # ~3 min on 2 cores
-    .venv/bin/python bench/grpo_step.py --steps 8
+    .venv/bin/python bench/grpo_step.py              # ~4 min on 2 cores
+    .venv/bin/python bench/grpo_step.py --steps 4    # quicker, noisier
 
 Rollout tokens/s is the step's generated tokens over the step's wall time (generation, scoring and the
 update together). The last line reads `speedup_vs_trl=X` (TRL's seconds per step over tuneforge's).
@@ -122,7 +122,7 @@ def trl_run(paths: dict, steps: int, folder: Path) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--child", choices=["tuneforge", "trl"])
     parser.add_argument("--folder")
     args = parser.parse_args()

@@ -159,6 +159,7 @@ def test_sharegpt_function_call_and_observation_turns_are_read():
     messages = rows_to_messages("sharegpt", row)
     assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
     assert messages[1]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": {"city": "Paris"}}
+    assert messages.tools == TOOLS and messages[:2].tools == TOOLS, "slices keep the row's tools"
 
 
 @pytest.mark.parametrize(
@@ -222,3 +223,59 @@ def test_generate_and_grpo_prompts_keep_the_rows_tools(tiny_models, tmp_path):
     assert encoder.prompt_ids(prompts_from_file(path, data, "messages")[0].messages) == with_tools
     prepared = prepare_data(data, tokenizer, None, 2048, track=PROMPTS)
     assert prepared.train["prompt_ids"][0] == with_tools
+
+
+def test_sft_data_with_tools_and_a_final_tool_call_is_prepared_and_matches_inference(tiny_models, tmp_path):
+    """The SFT track end to end: a row whose answer is only a call is kept (it is not empty), and every
+    answer's training prefix is the inference prompt with the row's tools (preflight prompt_match)."""
+    from conftest import write_jsonl
+
+    from tuneforge.data.prepare import prepare_data
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models("llama"))
+    install_chat_template(tokenizer, "chatml")
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    rows = [
+        {"messages": [{"role": "user", "content": f"weather in town {i}?"},
+                      {"role": "assistant", "content": None, "tool_calls": [call]}], "tools": TOOLS}
+        for i in range(6)
+    ]  # fmt: skip
+    path = write_jsonl(tmp_path / "rows.jsonl", rows)
+    prepared = prepare_data(
+        DataConfig(path=str(path), eval_path=str(path), format="messages"), tokenizer, 2048, 4096
+    )
+    assert len(prepared.train) == 6, "a call is an answer"
+    checks = {check.name: check for check in prepared.preflight}
+    assert checks["prompt_match"].passed, checks["prompt_match"].message
+
+
+def dropping(field: str) -> str:
+    """OWN_TEMPLATE with one field left out."""
+    return {
+        "tools": OWN_TEMPLATE.replace("{% if tools %}", "{% if false %}"),
+        "results": OWN_TEMPLATE.replace("{{ 'RESULT: ' + m['content'] + '\\n' }}", "{{ 'RESULT\\n' }}"),
+        "reasoning": OWN_TEMPLATE.replace("{% if m.get('reasoning_content') %}", "{% if false %}"),
+    }[field]
+
+
+@pytest.mark.parametrize("field", ["tools", "results", "reasoning"])
+def test_a_template_that_drops_what_the_data_trains_is_refused(tiny_models, field):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models("llama"))
+    tokenizer.chat_template = dropping(field)
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    conversation = Conversation(
+        [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+         {"role": "tool", "content": "21"}, {"role": "assistant", "content": "a", "reasoning_content": "r"}],
+        TOOLS,
+    )  # fmt: skip
+    with pytest.raises(TuneforgeError, match="does not write"):
+        ChatEncoder(tokenizer).encode_conversation(conversation)
+    tokenizer.chat_template = OWN_TEMPLATE
+    ChatEncoder(tokenizer).encode_conversation(conversation)  # the whole template writes them all
+
+
+def test_preference_rows_with_tool_turns_are_refused_not_flattened():
+    from tuneforge.data.pairs.rows import as_messages
+
+    with pytest.raises(TuneforgeError, match="turn 1: tool calls and tool results are not supported"):
+        as_messages([{"role": "user", "content": "q"}, {"role": "tool", "content": "r"}], "pairs.jsonl row 3")

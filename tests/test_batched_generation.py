@@ -89,3 +89,16 @@ def test_the_row_sampler_draws_from_the_tempered_top_p_distribution(top_p):
     if top_p < 1.0:  # the smallest set of most likely tokens reaching top_p: here the first alone (0.67)
         expected = torch.tensor([1.0, 0.0, 0.0, 0.0])
     torch.testing.assert_close(counts, expected, atol=0.03, rtol=0)
+
+
+def test_seeded_rows_ignore_the_models_repetition_penalty(tiny_models):
+    """GRPO scores its samples under the tempered distribution alone; a repetition penalty (or n-gram ban)
+    in the model's generation_config must not shape what is drawn."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models("llama"))
+    tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(tiny_models("llama")).eval()
+    engine = engine_for_model(model, tokenizer)
+    decoding, prompts = Decoding(max_new_tokens=16, temperature=1.0), [[1, 5, 9, 4]] * 6
+    plain = engine.generate(prompts, decoding=decoding, seeds=list(range(6)))
+    model.generation_config.repetition_penalty, model.generation_config.no_repeat_ngram_size = 50.0, 1
+    assert engine.generate(prompts, decoding=decoding, seeds=list(range(6))) == plain

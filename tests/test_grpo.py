@@ -142,7 +142,14 @@ def test_the_cli_trains_grpo_and_shows_its_data(tiny_models, demo_files, tmp_pat
 
 
 @pytest.mark.parametrize(
-    "settings", [["grpo.iterations=3"], ["train.grad_accumulation=2"], ["grpo.beta=0.1", "lora.method=full"]]
+    "settings",
+    [
+        ["grpo.iterations=3"],
+        ["train.grad_accumulation=2"],
+        ["grpo.beta=0.1", "lora.method=full"],
+        ["train.epochs=1.5", "train.max_steps=null", "grpo.iterations=2", "train.save_steps=2"],
+        ["distributed.strategy=deepspeed"],
+    ],
 )
 def test_what_grpo_cannot_do_yet_is_refused(tiny_models, demo_files, tmp_path, settings):
     path = tmp_path / "grpo.yaml"

@@ -33,6 +33,16 @@ class Conversation(list):
         super().__init__(messages)
         self.tools = tools
 
+    def __getitem__(self, index):
+        """A slice is the conversation so far: it keeps the tools (a plain list slice would drop them)."""
+        found = super().__getitem__(index)
+        return Conversation(found, self.tools) if isinstance(index, slice) else found
+
+
+def empty_answer(turn: dict) -> bool:
+    """An assistant turn with nothing to train: no text, no tool call, no reasoning."""
+    return not turn["content"].strip() and not turn.get("tool_calls") and not turn.get("reasoning_content")
+
 
 def tools_of(messages: list) -> list[dict] | None:
     return getattr(messages, "tools", None)

@@ -42,21 +42,10 @@ NOT_PREFIX = (
 )
 
 
-def check_rendered(turn: Message, answer: str) -> None:
-    """A tool call or reasoning trace the template does not write would train an answer without it, and
-    the model would learn to answer without calling: refuse it."""
-    for call in turn.get("tool_calls") or ():
-        if call["function"]["name"] not in answer:
-            raise TuneforgeError(
-                f"the chat template does not write tool calls (the call to {call['function']['name']!r} is "
-                "missing from the rendered answer): use data.template chatml, whose tool format is "
-                "documented, or a model whose own template renders tools"
-            )
-    if turn.get("reasoning_content") and turn["reasoning_content"] not in answer:
-        raise TuneforgeError(
-            "the chat template does not write reasoning traces (reasoning_content): use data.template "
-            "chatml, or a model whose own template renders them, or remove the traces"
-        )
+DROPS = (
+    "the chat template does not write {what}, so training would teach the model to answer without them: use "
+    "data.template chatml, whose tool format is documented, or a model whose own template renders them"
+)
 
 
 @dataclass(frozen=True)
@@ -163,6 +152,13 @@ class ChatEncoder:
         writes after it (to the end of the turn when the template writes none)."""
         tools = tools_of(messages)
         text = self.render(messages, add_generation_prompt=False)
+        if tools and text == self.render(messages, add_generation_prompt=False, tools=[]):
+            raise TuneforgeError(DROPS.format(what="the tools a row offers (its tools column)"))
+        results = [turn for turn in messages if turn["role"] == "tool" and turn["content"]]
+        if results:
+            blank = [{**turn, "content": ""} if turn["role"] == "tool" else turn for turn in messages]
+            if self.render(blank, add_generation_prompt=False, tools=tools) == text:
+                raise TuneforgeError(DROPS.format(what="tool results"))
         eos = self.tokenizer.eos_token
         spans: list[tuple[int, int, int]] = []
         for index, turn in enumerate(messages):
@@ -175,13 +171,21 @@ class ChatEncoder:
             if spans and len(prompt) < spans[-1][2]:
                 raise TuneforgeError(NOT_PREFIX)
             answer = upto[len(prompt) :]
-            check_rendered(turn, answer)
+            self.check_turn_rendered(messages[:index], turn, upto, tools)
             # The EOS the template writes after the content, not an EOS string inside the content itself.
             content_at = answer.find(turn["content"])
             eos_at = answer.find(eos, content_at + len(turn["content"]) if content_at >= 0 else 0)
             length = eos_at + len(eos) if eos_at >= 0 else len(answer)
             spans.append((index, len(prompt), len(prompt) + length))
         return text, spans
+
+    def check_turn_rendered(self, before: list[Message], turn: Message, upto: str, tools) -> None:
+        """A tool call or reasoning trace the template leaves out would train an answer without it."""
+        for key, what in (("tool_calls", "tool calls"), ("reasoning_content", "reasoning traces")):
+            if turn.get(key):
+                bare = {k: v for k, v in turn.items() if k != key}
+                if self.render([*before, bare], add_generation_prompt=False, tools=tools) == upto:
+                    raise TuneforgeError(DROPS.format(what=what))
 
     def decode_span(self, ids: list[int], start: int, end: int) -> str:
         """The text ids[start:end] stand for where they are. Decoding a slice on its own would drop a

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datasets import Dataset
 from rich import get_console
 
+from tuneforge.data.agent import empty_answer
 from tuneforge.data.encode import IGNORE, ChatEncoder, EncodedSample
 from tuneforge.data.shapes import Message, check_messages
 from tuneforge.errors import TuneforgeError
@@ -88,7 +89,7 @@ def encode_row(
     if isinstance(item, str):
         return encoder.encode_text(item) if item.strip() else None
     check_messages(item, where)
-    if not item[-1]["content"].strip():
+    if empty_answer(item[-1]):
         return None
     sample = encoder.encode_conversation(item, train_on)
     stats.prompt_checked += 1

@@ -80,9 +80,17 @@ class GrpoRecipe(Recipe):
                 "train.method=grpo: eval.during_training, train.packing and train.best_metric are for sft "
                 "runs; GRPO evaluates held-out rewards at every evaluation"
             )
-        strategy = config.distributed.strategy
-        if strategy == "fsdp" or (strategy == "deepspeed" and config.distributed.zero_stage == 3):
-            reasons.append("train.method=grpo generates with whole weights on each process: use ddp")
+        if grpo.iterations > 1 and not train.max_steps and train.epochs != int(train.epochs):
+            reasons.append(
+                f"train.epochs {train.epochs:g} with grpo.iterations {grpo.iterations}: a part of an epoch could "
+                "end inside a batch of rollouts; give whole epochs or train.max_steps (a multiple)"
+            )
+        if config.distributed.strategy in ("fsdp", "deepspeed"):
+            reasons.append(
+                f"distributed.strategy {config.distributed.strategy}: train.method=grpo runs on ddp (it generates "
+                "with whole weights on each process, and steps once per batch of rollouts where DeepSpeed "
+                "would step once per micro-batch)"
+            )
         return reasons
 
     def prepare_data(self, config, tokenizer, max_length, context_length) -> PreparedData:

@@ -162,6 +162,7 @@ def shared_prompt_logps(
         attention_mask=mask_p,
         position_ids=(mask_p.cumsum(-1) - 1).clamp(min=0),
         use_cache=True,
+        **({"logits_to_keep": 1} if keeps_logits(model) else {}),  # only the last predicts a completion
     )
     cache = first.past_key_values
     cache.batch_repeat_interleave(group_size)

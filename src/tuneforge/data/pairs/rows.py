@@ -75,6 +75,12 @@ def as_messages(value: Any, where: str) -> list[Message]:
         raise TuneforgeError(
             f"{where}: expected a string or a list of {{role, content}} messages, got {preview(value)}"
         )
+    for number, m in enumerate(value):
+        if m.get("tool_calls") or m["role"] in ("tool", "function"):
+            raise TuneforgeError(
+                f"{where}, turn {number}: tool calls and tool results are not supported in preference or KTO "
+                "rows yet; train them with train.method sft, or remove those rows"
+            )
     return [
         {"role": m["role"], "content": content_text(m.get("content"), f"{where}, turn {number}")}
         for number, m in enumerate(value)

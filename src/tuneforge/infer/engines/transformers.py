@@ -238,5 +238,8 @@ def sampling(decoding: Decoding, seeds: list[int] | None = None) -> dict:
         return {"do_sample": False}
     if seeds is not None:
         sampler = RowSeededSampler(seeds, decoding.temperature, decoding.top_p)
-        return {"do_sample": False, "logits_processor": LogitsProcessorList([sampler])}
+        # the model's generation_config may add a repetition penalty or n-gram ban before our sampler: GRPO
+        # scores its samples under the plain tempered distribution, so they must be drawn from it
+        neutral = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+        return {"do_sample": False, "logits_processor": LogitsProcessorList([sampler]), **neutral}
     return {"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p}
