@@ -279,3 +279,58 @@ def test_preference_rows_with_tool_turns_are_refused_not_flattened():
 
     with pytest.raises(TuneforgeError, match="turn 1: tool calls and tool results are not supported"):
         as_messages([{"role": "user", "content": "q"}, {"role": "tool", "content": "r"}], "pairs.jsonl row 3")
+
+
+def weather_call(arguments: dict, call_id: str | None = None) -> dict:
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": arguments}}
+    return {**call, "id": call_id} if call_id else call
+
+
+@pytest.mark.parametrize(
+    "turns, message",
+    [
+        ([{"role": "assistant", "content": "", "tool_calls": [weather_call({"city": 3})]}],
+         "turn 1: the arguments of 'get_weather' do not match its schema (city: 3 is not of type 'string')"),
+        ([{"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "send_mail", "arguments": {}}}]}],
+         "turn 1: calls 'send_mail', which the row's tools do not offer (get_weather, count_lines)"),
+        ([{"role": "assistant", "content": "", "tool_calls": [weather_call({"city": "Paris"})]},
+          {"role": "tool", "content": "21"}, {"role": "tool", "content": "22"}],
+         "turn 3: a tool result with no call left to answer"),
+        ([{"role": "assistant", "content": "", "tool_calls": [weather_call({"city": "Paris"}, "c1")]},
+          {"role": "tool", "content": "21", "tool_call_id": "c9"}],
+         "turn 2: tool_call_id 'c9' answers no call of the turn before it"),
+    ],
+)  # fmt: skip
+def test_calls_and_results_that_do_not_fit_the_rows_tools_are_refused(turns, message):
+    conversation = Conversation(
+        [{"role": "user", "content": "q"}, *turns, {"role": "assistant", "content": "done"}], TOOLS
+    )
+    with pytest.raises(TuneforgeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_messages(conversation, "rows.jsonl row 7")
+    fitting = Conversation(
+        [{"role": "user", "content": "q"}, turns[0], {"role": "assistant", "content": "a"}]
+    )
+    fitting[1] = {**turns[0], "tool_calls": [weather_call({"city": "Paris"})]}
+    check_messages(Conversation(fitting, TOOLS), "rows.jsonl row 7")  # the same turn, fitting the schema
+
+
+def test_a_rendered_call_must_parse_back_into_the_rows_call(tiny_models):
+    """chatml's calls round-trip (the property test renders hundreds); a Hermes-like template that writes
+    the arguments under another key would train calls the server could not read back: refused."""
+    from tuneforge.data.templates import BUILTIN_TEMPLATES
+    from tuneforge.data.tool_format import parse_calls
+
+    assert parse_calls('x <tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>') == [
+        {"name": "f", "arguments": {"a": 1}}
+    ]
+    assert parse_calls("<tool_call>not json</tool_call>") == [{"name": None, "raw": "not json"}]
+    assert parse_calls("no call here") is None
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models("llama"))
+    tokenizer.chat_template = BUILTIN_TEMPLATES["chatml"].replace("'arguments': c", "'args': c")
+    conversation = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}]  # fmt: skip
+    with pytest.raises(TuneforgeError, match="do not parse back into the row's calls"):
+        ChatEncoder(tokenizer).encode_conversation(conversation)
+    tokenizer.chat_template = BUILTIN_TEMPLATES["chatml"]
+    ChatEncoder(tokenizer).encode_conversation(conversation)

@@ -11,7 +11,8 @@ from the shapes users bring into the structures chat templates render (transform
   bare {"name", "description", "parameters"}), as a list or a JSON string.
 
 Arguments become objects here, since templates write them with `tojson`; a string that is not JSON is an
-error naming the row, turn and tool. What a template does with these fields is its own business: training
+error naming the row, turn and tool. `check_tool_turns` holds calls to the row's tool schemas and results to
+the calls they answer. What a template does with these fields is its own business: training
 renders them with it, exactly as inference does.
 """
 
@@ -113,3 +114,41 @@ def row_tools(value: Any, where: str) -> list[dict] | None:
             raise TuneforgeError(f"{where}, tool {number}: a tool schema needs a function name")
         found.append({"type": "function", "function": function})
     return found
+
+
+def check_tool_turns(messages: list, where: str) -> None:
+    """Every call names a tool the row offers, with arguments its schema accepts; every result answers a
+    call of the assistant turn before it (by tool_call_id when the row gives ids). Errors name the row,
+    turn and tool, since a wrong call trained is a wrong habit learned."""
+    from jsonschema import Draft202012Validator  # only rows with tool calls need it
+
+    offered = {tool["function"]["name"]: tool["function"] for tool in tools_of(messages) or ()}
+    open_ids: list[str | None] = []
+    for number, turn in enumerate(messages):
+        at = f"{where}, turn {number}"
+        if turn["role"] == "tool":
+            if not open_ids:
+                raise TuneforgeError(f"{at}: a tool result with no call left to answer (one result per call)")
+            wanted = turn.get("tool_call_id")
+            if wanted and any(open_ids) and wanted not in open_ids:
+                raise TuneforgeError(f"{at}: tool_call_id {wanted!r} answers no call of the turn before it")
+            open_ids.remove(wanted if wanted in open_ids else open_ids[0])
+            continue
+        calls = turn.get("tool_calls") or []
+        open_ids = [call.get("id") for call in calls]
+        for call in calls:
+            name, arguments = call["function"]["name"], call["function"]["arguments"]
+            if not offered:
+                continue  # no tools column: nothing to check the call against
+            if name not in offered:
+                raise TuneforgeError(
+                    f"{at}: calls {name!r}, which the row's tools do not offer ({', '.join(offered)})"
+                )
+            error = next(
+                Draft202012Validator(offered[name].get("parameters") or {}).iter_errors(arguments), None
+            )
+            if error is not None:
+                path = "/".join(str(part) for part in error.absolute_path) or "arguments"
+                raise TuneforgeError(
+                    f"{at}: the arguments of {name!r} do not match its schema ({path}: {error.message})"
+                )

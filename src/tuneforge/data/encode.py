@@ -31,6 +31,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tuneforge.data.agent import tools_of
 from tuneforge.data.shapes import Message
+from tuneforge.data.tool_format import parse_calls
 from tuneforge.errors import TuneforgeError
 
 IGNORE = -100
@@ -171,7 +172,7 @@ class ChatEncoder:
             if spans and len(prompt) < spans[-1][2]:
                 raise TuneforgeError(NOT_PREFIX)
             answer = upto[len(prompt) :]
-            self.check_turn_rendered(messages[:index], turn, upto, tools)
+            self.check_turn_rendered(messages[:index], turn, upto, answer, tools)
             # The EOS the template writes after the content, not an EOS string inside the content itself.
             content_at = answer.find(turn["content"])
             eos_at = answer.find(eos, content_at + len(turn["content"]) if content_at >= 0 else 0)
@@ -179,13 +180,26 @@ class ChatEncoder:
             spans.append((index, len(prompt), len(prompt) + length))
         return text, spans
 
-    def check_turn_rendered(self, before: list[Message], turn: Message, upto: str, tools) -> None:
-        """A tool call or reasoning trace the template leaves out would train an answer without it."""
+    def check_turn_rendered(
+        self, before: list[Message], turn: Message, upto: str, answer: str, tools
+    ) -> None:
+        """A tool call or reasoning trace the template leaves out would train an answer without it; a call
+        written in a known format (tool_format.py) must parse back into the row's call."""
         for key, what in (("tool_calls", "tool calls"), ("reasoning_content", "reasoning traces")):
             if turn.get(key):
                 bare = {k: v for k, v in turn.items() if k != key}
                 if self.render([*before, bare], add_generation_prompt=False, tools=tools) == upto:
                     raise TuneforgeError(DROPS.format(what=what))
+        parsed = parse_calls(answer)
+        wanted = [
+            {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+            for c in turn.get("tool_calls") or ()
+        ]
+        if parsed is not None and parsed != wanted:
+            raise TuneforgeError(
+                f"the chat template writes tool calls that do not parse back into the row's calls: {parsed} "
+                f"instead of {wanted}; the model would learn calls tuneforge cannot read back"
+            )
 
     def decode_span(self, ids: list[int], start: int, end: int) -> str:
         """The text ids[start:end] stand for where they are. Decoding a slice on its own would drop a

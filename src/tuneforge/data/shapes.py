@@ -24,6 +24,7 @@ from tuneforge.data.agent import (
     TOOL_ROLES,
     Conversation,
     assistant_extras,
+    check_tool_turns,
     parsed_json,
     row_tools,
     tool_result_extras,
@@ -245,3 +246,5 @@ def check_messages(messages: list[Message], where: str) -> None:
             raise TuneforgeError(
                 f"{where}, turn {number}: a tool result must follow the assistant turn that called it"
             )
+    if any(turn["role"] == "tool" or turn.get("tool_calls") for turn in messages):
+        check_tool_turns(messages, where)
