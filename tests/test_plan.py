@@ -102,10 +102,11 @@ def test_gpus_divide_what_the_strategy_shards(config_for, tmp_path):
 
 def test_grpo_plans_its_rollouts(config_for):
     """The plan counts what GRPO generates before each step: P prompts x G answers x T tokens, their KV
-    cache (more prompts decoded together, more cache), and the generation in the run time."""
+    cache (more prompts decoded together, more cache), and the generation and extra forward passes (the
+    KL reference, the old log-probs) in the run time."""
     from tuneforge.train.planning import plan_run
 
-    def grpo(group_size=8, together=2, max_steps=10, iterations=1):
+    def grpo(group_size=8, together=2, max_steps=10, iterations=1, beta=0.0):
         return plan_run(
             config_for(
                 train={"method": "grpo", "max_steps": max_steps, "max_length": 64},
@@ -115,6 +116,7 @@ def test_grpo_plans_its_rollouts(config_for):
                     "prompts_per_step": 4,
                     "max_completion_tokens": 32,
                     "iterations": iterations,
+                    "beta": beta,
                     "rewards": [{"kind": "exact_match", "column": "reference"}],
                 },
             ),
@@ -126,8 +128,8 @@ def test_grpo_plans_its_rollouts(config_for):
     assert base.rollout_tokens_per_step == 4 * 8 * 32 and base.seq_len == 64 + 32
     assert grpo(together=4).rollout_cache_gib == pytest.approx(2 * base.rollout_cache_gib)
     assert base.rollout_cache_gib > 0 and grpo(group_size=16).run_hours > 1.9 * base.run_hours
-    assert grpo(iterations=2).run_hours < base.run_hours, (
-        "two passes per batch of rollouts: half the sampling"
-    )
+    # two passes per batch of rollouts: half the sampling, plus the old log-probs' pass: the same FLOPs
+    assert grpo(iterations=2).run_hours == pytest.approx(base.run_hours)
+    assert grpo(beta=0.04).run_hours > 1.1 * base.run_hours, "the KL reference's forward pass"
     sft = plan_run(config_for(train={"max_steps": 10, "max_length": 64}), "A10G", 1)
     assert sft.rollout_tokens_per_step is None and sft.rollout_cache_gib == 0

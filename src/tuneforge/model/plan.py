@@ -53,6 +53,7 @@ class Rollouts:
     together: int  # completions decoded in one batch (their KV cache is the generation's memory)
     new_tokens: int  # the most tokens one completion may have
     every: int = 1  # optimizer steps per batch of rollouts (GRPO's iterations)
+    forwards: float = 0.0  # forward-only passes over a step's sequences besides training's (a KL reference)
 
 
 @dataclass
@@ -288,8 +289,10 @@ def make_plan(
     if rollouts:
         cache = kv_cache_bytes(hf, rollouts.together, seq, planned_dtype(setup.model, on_gpu).itemsize)
         parts["total"] = max(parts["total"], parts["total"] - parts["activations"] - parts["logits"] + cache)
-        if total_tokens:  # generating is the forward alone, a third of training's FLOPs per token
-            total_tokens += steps / rollouts.every * gpus * rollouts.sequences * rollouts.new_tokens / 3
+        if total_tokens:  # a forward alone is a third of training's FLOPs per token; generating runs one
+            # over each sequence's prompt and new tokens, once per batch of rollouts
+            forwards = 1 / rollouts.every + rollouts.forwards
+            total_tokens += steps * gpus * rollouts.sequences * seq * forwards / 3
     gib = {key: value / GIB for key, value in parts.items()}
     return Plan(
         device=device,

@@ -51,7 +51,9 @@ class GrpoRecipe(Recipe):
         grpo = config.grpo
         sequences = grpo.prompts_per_step * grpo.group_size
         together = min(sequences, config.eval.batch_size * grpo.group_size)  # see GrpoTrainer.complete
-        return Rollouts(sequences, together, grpo.max_completion_tokens, every=grpo.iterations)
+        # beyond training's: the KL reference every step, the old log-probs once per group of passes
+        forwards = (1.0 if grpo.beta > 0 else 0.0) + (1 / grpo.iterations if grpo.iterations > 1 else 0.0)
+        return Rollouts(sequences, together, grpo.max_completion_tokens, grpo.iterations, forwards)
 
     def rows_per_device(self, config: RunConfig) -> int:
         return config.grpo.prompts_per_step  # prompts; each brings grpo.group_size rollouts
