@@ -60,32 +60,28 @@ def briefly_sft(tiny_models, tmp_path_factory):
     return tiny_models("llama"), folder
 
 
-def grpo_run(briefly_sft, tmp_path, reward: dict):
+def continued(briefly_sft, train: dict, grpo: dict):
+    """A GRPO config that continues the brief SFT run on its prompts, held-out set beside."""
     model, folder = briefly_sft
-    config = quick_config(
+    return quick_config(
         model,
         folder / "train.jsonl",
         folder / "held.jsonl",
         model={"name_or_path": str(model), "adapter": str(folder / "sft")},
-        train={
-            "method": "grpo",
-            "max_steps": 20,
-            "batch_size": 32,
-            "learning_rate": 3e-3,
-            "warmup": 0.0,
-            "eval_steps": 20,
-            "save_steps": 20,
-        },
-        eval={"batch_size": 8},
-        grpo={
-            "group_size": 8,
-            "prompts_per_step": 4,
-            "max_completion_tokens": 4,
-            # a cut answer scores 0 and is pushed down; masked, it would be a free way out of a low reward
-            "mask_truncated": False,
-            "rewards": [reward],
-        },
+        train={"method": "grpo", "learning_rate": 3e-3, **train},
+        grpo={"max_completion_tokens": 4, "mask_truncated": False, **grpo},
     )
+
+
+def grpo_run(briefly_sft, tmp_path, reward: dict):
+    # mask_truncated off: a cut answer scores 0 and is pushed down; masked, it would be a free way out of
+    # a low reward
+    config = continued(
+        briefly_sft,
+        train={"max_steps": 20, "batch_size": 32, "warmup": 0.0, "eval_steps": 20, "save_steps": 20},
+        grpo={"group_size": 8, "prompts_per_step": 4, "rewards": [reward]},
+    )
+    config.eval.batch_size = 8
     result = run_finetune(config, tmp_path / "grpo")
     name = f"eval_rewards/{reward.get('function', reward['kind'])}"
     return 100 * result.eval_before[name], 100 * result.eval_after[name]
@@ -107,19 +103,13 @@ def test_shuffled_rewards_teach_nothing(briefly_sft, tmp_path):
 def test_continuing_an_sft_run_the_kl_reference_is_that_run(briefly_sft, tmp_path):
     """At the first step the policy is the SFT adapter, so its KL to the reference is 0; against the base
     (the adapter switched off, the planted fault) it is far from 0. Later steps move away from it."""
-    model, folder = briefly_sft
-    config = quick_config(
-        model,
-        folder / "train.jsonl",
-        folder / "held.jsonl",
-        model={"name_or_path": str(model), "adapter": str(folder / "sft")},
-        train={"method": "grpo", "max_steps": 3, "batch_size": 16, "learning_rate": 3e-3, "eval_steps": 3},
+    config = continued(
+        briefly_sft,
+        train={"max_steps": 3, "batch_size": 16, "eval_steps": 3},
         grpo={
             "group_size": 4,
             "prompts_per_step": 4,
-            "max_completion_tokens": 4,
             "beta": 0.04,
-            "mask_truncated": False,
             "rewards": [{"kind": "exact_match", "column": "reference"}],
         },  # fmt: skip
     )

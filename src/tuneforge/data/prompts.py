@@ -20,7 +20,6 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from tuneforge.config.schema import DataConfig
-from tuneforge.data.agent import Conversation, tools_of
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.preflight import CheckResult
 from tuneforge.data.shapes import Message, check_messages, detect_format, row_formatter
@@ -46,7 +45,7 @@ class PromptStats:
 def split_prompt(messages: list[Message]) -> tuple[list[Message], str | None]:
     """(the conversation up to its last user turn, the final assistant turn's text or None)."""
     if messages and messages[-1]["role"] == "assistant":  # the row's tools stay with the prompt
-        return Conversation(messages[:-1], tools_of(messages)), messages[-1]["content"] or None
+        return messages[:-1], messages[-1]["content"] or None
     return messages, None
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.config.schema import DataConfig
-from tuneforge.data.agent import Conversation, tools_of
 from tuneforge.data.mix import source_view
 from tuneforge.data.shapes import Message, detect_format, format_fields, row_formatter, text
 from tuneforge.data.sources import read_rows
@@ -49,10 +48,10 @@ def mapped_row(row: dict[str, Any], fmt: str, view: DataConfig) -> PromptRow:
     if answer is not None:
         reference = text(row.get(answer)) or None
         messages = row_formatter(fmt, view)({**row, answer: reference or ""})
-        return PromptRow(Conversation(messages[:-1], tools_of(messages)), reference, row)
+        return PromptRow(messages[:-1], reference, row)
     messages = row_formatter(fmt, view)(row)
     if messages and messages[-1]["role"] == "assistant":  # the row's tools stay with the prompt
-        return PromptRow(Conversation(messages[:-1], tools_of(messages)), messages[-1]["content"], row)
+        return PromptRow(messages[:-1], messages[-1]["content"], row)
     return PromptRow(messages, None, row)
 
 
