@@ -334,3 +334,59 @@ def test_a_rendered_call_must_parse_back_into_the_rows_call(tiny_models):
         ChatEncoder(tokenizer).encode_conversation(conversation)
     tokenizer.chat_template = BUILTIN_TEMPLATES["chatml"]
     ChatEncoder(tokenizer).encode_conversation(conversation)
+
+
+# As Qwen3's: a trace is written only for turns after the last user message, so earlier traces vanish.
+DROPPING_TEMPLATE = OWN_TEMPLATE.replace(
+    "{% for m in messages %}",
+    "{% set ns = namespace(last=0) %}{% for m in messages %}{% if m['role'] == 'user' %}"
+    "{% set ns.last = loop.index0 %}{% endif %}{% endfor %}{% for m in messages %}",
+).replace(
+    "{% if m.get('reasoning_content') %}", "{% if m.get('reasoning_content') and loop.index0 > ns.last %}"
+)
+
+
+@pytest.fixture(scope="module")
+def dropping_template(tiny_models) -> ChatEncoder:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models("llama"))
+    tokenizer.chat_template = DROPPING_TEMPLATE
+    return ChatEncoder(tokenizer)
+
+
+def two_exchanges(reasoning: str, answer: str) -> Conversation:
+    return Conversation([
+        {"role": "user", "content": "usermark one"},
+        {"role": "assistant", "content": "first answer", "reasoning_content": "thinkmark early"},
+        {"role": "user", "content": "usermark two"},
+        {"role": "assistant", "content": answer, "reasoning_content": reasoning},
+    ])  # fmt: skip
+
+
+def test_a_template_that_drops_earlier_traces_is_named_when_the_data_trains_them(dropping_template):
+    with pytest.raises(
+        TuneforgeError, match="leaves out the reasoning of earlier assistant turns.*final_turn"
+    ):
+        dropping_template.encode_conversation(two_exchanges("thinkmark late", "second answer"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(conversation=conversations(), earlier=st.lists(words, min_size=1, max_size=2))
+def test_final_turn_trains_the_last_turn_with_its_trace_and_nothing_before(
+    dropping_template, conversation, earlier
+):
+    turns = [t for w in earlier for t in ({"role": "user", "content": "usermark " + w},
+             {"role": "assistant", "content": "old " + w, "reasoning_content": "thinkmark " + w})]  # fmt: skip
+    conversation = Conversation([*turns, *conversation], conversation.tools)
+    sample = dropping_template.encode_conversation(conversation, train_on="final_turn")
+    (answer,) = sample.answers
+    assert answer.turn == len(conversation) - 1
+    trained = [i for i, label in enumerate(sample.labels) if label != IGNORE]
+    assert trained == list(range(answer.start, answer.end))
+    text = dropping_template.decode_span(sample.input_ids, answer.start, answer.end)
+    final = conversation[-1]
+    expected = (
+        "[think] " + final["reasoning_content"] + " [/think] " if final.get("reasoning_content") else ""
+    )
+    assert text == " " + expected + final["content"] + dropping_template.tokenizer.eos_token
+    prompt = dropping_template.prompt_ids(Conversation(conversation[:-1], conversation.tools))
+    assert sample.input_ids[: answer.start] == prompt

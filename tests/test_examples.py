@@ -25,6 +25,8 @@ ARCH_OF_EXAMPLE = {
     "kto_qwen2_kto_mix.yaml": "qwen2",
     "grpo_quickstart.yaml": "llama",
     "grpo_qwen_gsm8k.yaml": "qwen2",
+    "tools_quickstart.yaml": "llama",
+    "tools_qwen_glaive.yaml": "qwen2",
 }
 
 
@@ -42,6 +44,29 @@ def fake_rows(path: Path, columns: list[str], n: int = 12) -> Path:
                 {"role": "assistant", "content": f"a{i}"},
             ]
         rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def tool_rows(path: Path, fmt: str, n: int = 12) -> Path:
+    """Rows shaped as the tool examples' data: OpenAI messages with tool_calls and a tools list
+    (tuneforge_dev.tool_data), or llamafactory/glaive_toolcall_en (sharegpt function_call / observation turns,
+    the tools as a JSON string)."""
+    tool = {"name": "count_lines", "description": "Count a file's lines",
+            "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}  # fmt: skip
+    rows = []
+    for i in range(n):
+        call = {"name": "count_lines", "arguments": {"path": f"f{i}.txt"}}
+        if fmt == "sharegpt":
+            turns = [{"from": "human", "value": f"lines in f{i}.txt?"},
+                     {"from": "function_call", "value": json.dumps(call)},
+                     {"from": "observation", "value": json.dumps({"lines": i})},
+                     {"from": "gpt", "value": f"f{i}.txt has {i} lines."}]  # fmt: skip
+            rows.append({"conversations": turns, "tools": json.dumps([tool])})
+        else:
+            turns = [{"role": "user", "content": f"lines in f{i}.txt?"},
+                     {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": call}]}]  # fmt: skip
+            rows.append({"messages": turns, "tools": [{"type": "function", "function": tool}]})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -76,7 +101,9 @@ def test_example_trains_two_steps_on_a_tiny_model(name, tiny_models, tmp_path, m
     )  # examples name their files (a reward function) from the repository root
     config_path = EXAMPLES / name
     example = load_config(config_path)
-    if example.train.method in ("sft", "grpo"):  # grpo: prompts, and the completion as their reference
+    if name.startswith("tools_"):
+        data_file = tool_rows(tmp_path / "rows.jsonl", example.data.format)
+    elif example.train.method in ("sft", "grpo"):  # grpo: prompts, and the completion as their reference
         data_file = fake_rows(tmp_path / "rows.jsonl", required_columns(example.data.format, example.data))
     else:
         data_file = preference_rows(tmp_path / "rows.jsonl", example.train.method)
@@ -89,6 +116,10 @@ def test_example_trains_two_steps_on_a_tiny_model(name, tiny_models, tmp_path, m
         "train.max_length": 128,
         "model.adapter": "null",  # the run an example continues does not exist here
     }
+    if name.startswith("tools_"):  # the tool schemas are in every prompt
+        overrides["train.max_length"] = 512
+    if name == "tools_qwen_glaive.yaml":  # the tiny qwen2's template renders no tools; Qwen2.5's own does
+        overrides["data.template"] = "chatml"
     args = ["train", str(config_path), "--output-dir", str(tmp_path / "run")]
     for key, value in overrides.items():
         args += ["--set", f"{key}={value}"]

@@ -50,3 +50,25 @@ def test_defaults_follow_the_answer_length():
 def test_an_unknown_metric_is_refused():
     with pytest.raises(ValueError, match="unknown metrics"):
         compute_metrics(["meteor"], ["a"], [["a"]])
+
+
+def test_tool_call_metrics_compare_calls_as_json_values_over_rows_that_call():
+    from tuneforge.data.tool_format import render_calls
+    from tuneforge.eval.metrics import compute_metrics, default_metrics
+
+    def calls(*made):
+        return render_calls([{"name": n, "arguments": a} for n, a in made])
+
+    references = [[calls(("f", {"a": 1, "b": "x"}))], [calls(("g", {}), ("f", {"a": 2}))], ["plain text"]]
+    predictions = [
+        '<tool_call>\n{"arguments": {"b": "x", "a": 1.0}, "name": "f"}\n</tool_call>',  # key order, 1.0 == 1
+        calls(("f", {"a": 2}), ("g", {})),  # the right calls in the wrong order
+        "something else",  # a row whose reference calls nothing is not counted
+    ]
+    scores = compute_metrics(["tool_call_exact_match", "tool_name_match"], predictions, references)
+    assert scores == {"tool_call_exact_match": 50.0, "tool_name_match": 50.0}
+    wrong_argument = [calls(("f", {"a": 1, "b": "y"})), calls(("g", {}), ("f", {"a": 2}))]
+    scores = compute_metrics(["tool_call_exact_match", "tool_name_match"], wrong_argument, references[:2])
+    assert scores == {"tool_call_exact_match": 50.0, "tool_name_match": 100.0}
+    assert default_metrics(references)[:2] == ["tool_call_exact_match", "tool_name_match"]
+    assert "tool_call_exact_match" not in default_metrics([["ls -la"]])

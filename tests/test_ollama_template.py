@@ -70,3 +70,17 @@ def with_bos(tokenizer, text: str) -> str:
     """The text as the model reads it: BOS, which llama.cpp adds itself (the GGUF's add_bos_token, as the
     tokenizer does), so the Modelfile must leave out a BOS the chat template writes as text."""
     return text if text.startswith(tokenizer.bos_token) else tokenizer.bos_token + text
+
+
+@pytest.mark.parametrize("template, renders", [("chatml", True), ("alpaca", False)])
+def test_a_template_that_renders_tools_is_named_since_the_modelfile_cannot(template, renders, tiny_models):
+    """Ollama's TEMPLATE has no .Tools (its Go JSON differs from training's), so Ollama refuses tool requests
+    rather than dropping the tools; the export says so for a template that renders them."""
+    from tuneforge.data.templates import install_chat_template
+    from tuneforge.export.ollama import ollama_template, renders_tools
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models("llama"))
+    install_chat_template(tokenizer, template)
+    encoder = ChatEncoder(tokenizer)
+    assert renders_tools(encoder) is renders
+    assert ".Tools" not in ollama_template(encoder)

@@ -5,6 +5,7 @@ so LoRA targets from real configs apply) and, like most base models, has no pad 
 qwen2 ships a chat template, as the Qwen instruct models do.
 
     python -m tuneforge_dev.tiny_model models/tiny-llama --arch llama [--hidden 128 --layers 4 --seed 0]
+    python -m tuneforge_dev.tiny_model models/tiny-llama-tools --corpus tools   # for the tool-calling example
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from transformers import (
 
 from tuneforge.errors import TuneforgeError
 from tuneforge_dev.demo_data import tokenizer_corpus
+from tuneforge_dev.tool_data import tokenizer_corpus as tool_corpus
 
 Arch = Literal["llama", "mistral", "qwen2", "phi", "gpt2"]
 ARCHES: tuple[str, ...] = ("llama", "mistral", "qwen2", "phi", "gpt2")
+Corpus = Literal["demo", "tools"]
 
 QWEN_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -48,8 +51,9 @@ class TinySize:
     vocab: int = 2048
 
 
-def build_tokenizer(arch: Arch, vocab_size: int) -> PreTrainedTokenizerFast:
-    """Byte-level BPE (any text encodes), trained on the demo corpus; special tokens follow the arch's family."""
+def build_tokenizer(arch: Arch, vocab_size: int, corpus: Corpus = "demo") -> PreTrainedTokenizerFast:
+    """Byte-level BPE (any text encodes), trained on the demo corpus (with "tools", on the tool-calling
+    corpus too); special tokens follow the arch's family."""
     if arch in ("gpt2", "phi"):
         specials, bos, eos = ["<|endoftext|>"], "<|endoftext|>", "<|endoftext|>"
     elif arch == "qwen2":
@@ -62,7 +66,8 @@ def build_tokenizer(arch: Arch, vocab_size: int) -> PreTrainedTokenizerFast:
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    backend.train_from_iterator(tokenizer_corpus(), trainer=trainer)
+    texts = tokenizer_corpus() + (tool_corpus() if corpus == "tools" else [])
+    backend.train_from_iterator(texts, trainer=trainer)
     if arch in ("llama", "mistral"):  # these families prepend BOS, like the real tokenizers
         backend.post_processor = processors.TemplateProcessing(
             single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", backend.token_to_id("<s>"))]
@@ -119,13 +124,17 @@ def build_config(arch: Arch, size: TinySize, tokenizer: PreTrainedTokenizerFast)
 
 
 def build_tiny_model(
-    out_dir: str | Path, arch: Arch = "llama", size: TinySize | None = None, seed: int = 0
+    out_dir: str | Path,
+    arch: Arch = "llama",
+    size: TinySize | None = None,
+    seed: int = 0,
+    corpus: Corpus = "demo",
 ) -> Path:
     if arch not in ARCHES:
         raise TuneforgeError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHES)}")
     size = size or TinySize()
     out = Path(out_dir)
-    tokenizer = build_tokenizer(arch, size.vocab)
+    tokenizer = build_tokenizer(arch, size.vocab, corpus)
     config = build_config(arch, size, tokenizer)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
@@ -143,11 +152,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=TinySize.hidden, help="hidden size")
     parser.add_argument("--layers", type=int, default=TinySize.layers, help="number of layers")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+    parser.add_argument("--corpus", default="demo", choices=("demo", "tools"), help="tokenizer training text")
     args = parser.parse_args(argv)
     size = TinySize(hidden=args.hidden, layers=args.layers)
-    print(
-        f"tiny {args.arch} model written to {build_tiny_model(args.out_dir, args.arch, size, seed=args.seed)}"
-    )
+    out = build_tiny_model(args.out_dir, args.arch, size, seed=args.seed, corpus=args.corpus)
+    print(f"tiny {args.arch} model written to {out}")
 
 
 if __name__ == "__main__":

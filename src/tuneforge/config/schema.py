@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from tuneforge.config.columns import ColumnsConfig, Shape, SourceConfig
 from tuneforge.config.distributed import DistributedConfig
 from tuneforge.config.grpo import GrpoConfig
 from tuneforge.config.preference import PreferenceConfig
@@ -20,7 +21,8 @@ from tuneforge.config.section import Section
 from tuneforge.config.serve import ServeConfig
 
 DType = Literal["auto", "float32", "bfloat16", "float16"]
-MetricName = Literal["exact_match", "normalized_exact_match", "rouge1", "rouge2", "rougeL", "bleu", "chrf"]
+MetricName = Literal["exact_match", "normalized_exact_match", "rouge1", "rouge2", "rougeL", "bleu", "chrf",
+                     "tool_call_exact_match", "tool_name_match"]  # fmt: skip
 METRIC_NAMES: tuple[str, ...] = MetricName.__args__
 BUILTIN_TEMPLATE_NAMES = ("alpaca", "chatml", "mistral", "llama2", "llama3", "phi", "zephyr", "raw")
 
@@ -103,44 +105,6 @@ class LoraConfig(Section):
     rslora: bool = Field(False, description="Rank-stabilised scaling alpha / sqrt(r).")
 
 
-class ColumnsConfig(Section):
-    instruction: str = Field("instruction", description="alpaca: the instruction column.")
-    input: str = Field(
-        "input", description="alpaca: the optional input/context column (may be absent or empty)."
-    )
-    output: str = Field("output", description="alpaca: the answer column.")
-    prompt: str = Field("prompt", description="prompt_completion: the prompt column.")
-    completion: str = Field("completion", description="prompt_completion: the completion column.")
-    messages: str = Field("messages", description="messages: the column holding [{role, content}, ...].")
-    conversations: str = Field(
-        "conversations", description="sharegpt: the column holding [{from, value}, ...]."
-    )
-    text: str = Field("text", description="text: the column of plain documents (continued pretraining).")
-    tools: str = Field(
-        "tools", description="messages, sharegpt: the column of tool schemas a row offers, if any."
-    )
-    chosen: str = Field("chosen", description="preference pairs: the preferred answer column.")
-    rejected: str = Field("rejected", description="preference pairs: the dispreferred answer column.")
-    label: str = Field("label", description="kto: the column saying whether the completion is desirable.")
-
-
-Shape = Literal["auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text"]
-
-
-class SourceConfig(Section):
-    path: str = Field(description="A file, a saved datasets folder, or a hub id, as data.path.")
-    completion_path: str | None = Field(
-        None,
-        description="A text file whose line N is the completion of line N of path, as data.completion_path.",
-    )
-    weight: float = Field(1.0, gt=0, description="Row multiplier: 2 uses every row twice, 0.5 a seeded half.")
-    hub_config: str | None = Field(None, description="Hub dataset configuration name.")
-    split: str = Field("train", description="Split to read.")
-    format: Shape = Field("auto", description="This source's row shape.")
-    columns: ColumnsConfig = Field(default_factory=ColumnsConfig, description="This source's column names.")
-    prompt_format: str | None = Field(None, description="This source's prompt format string.")
-
-
 class DataConfig(Section):
     path: str | None = Field(
         None, description="A .json/.jsonl/.csv/.tsv/.parquet file, a folder saved by datasets, or a hub id."
@@ -175,8 +139,11 @@ class DataConfig(Section):
         description="Prompt template: auto uses the tokenizer's chat template, else alpaca. One of "
         f"{', '.join(BUILTIN_TEMPLATE_NAMES)}, or a path to a .jinja file.",
     )
-    train_on: Literal["completion", "all"] = Field(
-        "completion", description="completion: loss on assistant tokens (and EOS) only; all: on every token."
+    train_on: Literal["completion", "final_turn", "all"] = Field(
+        "completion",
+        description="completion: loss on every assistant turn (its text, tool calls, reasoning trace and EOS); "
+        "final_turn: on the last assistant turn only, earlier turns being prompt (for templates that drop "
+        "earlier turns' reasoning, as Qwen3's); all: on every token.",
     )
     dedupe: bool = Field(False, description="Drop exact duplicate rows before the train/eval split.")
     too_long: Literal["truncate", "drop"] = Field(
@@ -316,8 +283,8 @@ class EvalConfig(Section):
     metrics: Literal["auto"] | list[MetricName] = Field(
         "auto",
         description="Generation metrics (0-100). auto: exact_match, normalized_exact_match and chrf when the "
-        "answers are short (median of at most 10 words), else rouge1, rouge2, rougeL and bleu; none for "
-        "plain-text data.",
+        "answers are short (median of at most 10 words), else rouge1, rouge2, rougeL and bleu, led by "
+        "tool_call_exact_match and tool_name_match when answers call tools; none for plain-text data.",
     )
     max_new_tokens: int = Field(128, ge=1, description="Longest generated answer.")
     batch_size: int = Field(8, ge=1, description="Prompts generated together (grouped by length).")

@@ -31,7 +31,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tuneforge.data.agent import tools_of
 from tuneforge.data.shapes import Message
-from tuneforge.data.tool_format import parse_calls
+from tuneforge.data.tool_format import opens_trace, parse_calls
 from tuneforge.errors import TuneforgeError
 
 IGNORE = -100
@@ -47,6 +47,22 @@ DROPS = (
     "the chat template does not write {what}, so training would teach the model to answer without them: use "
     "data.template chatml, whose tool format is documented, or a model whose own template renders them"
 )
+
+
+DROPS_EARLIER_REASONING = (
+    "the chat template leaves out the reasoning of earlier assistant turns (as Qwen3's does), so those turns "
+    "cannot be trained as the model wrote them: set data.train_on: final_turn (each row trains its last turn, "
+    "trace included; earlier turns are prompt), or split the conversations into one row per assistant turn"
+)
+
+
+def not_prefix(messages: list[Message], text: str) -> str:
+    """Why a conversation's turns cannot be told apart: a template that drops earlier traces is the common
+    case, with its own remedy."""
+    earlier = [t.get("reasoning_content") for t in messages[:-1] if t["role"] == "assistant"]
+    if any(trace and trace.strip() not in text for trace in earlier):
+        return DROPS_EARLIER_REASONING
+    return NOT_PREFIX
 
 
 @dataclass(frozen=True)
@@ -116,8 +132,9 @@ class ChatEncoder:
         return self._bos() + ids if self._needs_bos(ids) else ids
 
     def encode_conversation(self, messages: list[Message], train_on: str = "completion") -> EncodedSample:
-        """ids and labels for a conversation that ends with an assistant answer; every answer is trained."""
-        text, spans = self.answer_spans(messages)
+        """ids and labels for a conversation that ends with an assistant answer: every answer is trained, or
+        with train_on "final_turn" only the last (earlier turns are prompt, as the template renders history)."""
+        text, spans = self.answer_spans(messages, final_only=train_on == "final_turn")
         # What the template writes after the final answer's EOS is never trained, nor needed.
         text = text[: spans[-1][2]]
         ids, offsets = self._tokenize(text)
@@ -147,10 +164,13 @@ class ChatEncoder:
             return EncodedSample(self._bos() + ids, [IGNORE, *ids])
         return EncodedSample(ids, list(ids))
 
-    def answer_spans(self, messages: list[Message]) -> tuple[str, list[tuple[int, int, int]]]:
-        """The rendered conversation, and for each assistant turn (message index, first char, end char) of
-        its answer. An answer runs from the end of its generation prompt to the end of the EOS the template
-        writes after it (to the end of the turn when the template writes none)."""
+    def answer_spans(
+        self, messages: list[Message], final_only: bool = False
+    ) -> tuple[str, list[tuple[int, int, int]]]:
+        """The rendered conversation, and for each assistant turn (the last one only, with final_only)
+        (message index, first char, end char) of its answer. An answer runs from the end of its generation
+        prompt to the end of the EOS the template writes after it (to the end of the turn when the template
+        writes none)."""
         tools = tools_of(messages)
         text = self.render(messages, add_generation_prompt=False)
         if tools and text == self.render(messages, add_generation_prompt=False, tools=[]):
@@ -163,12 +183,12 @@ class ChatEncoder:
         eos = self.tokenizer.eos_token
         spans: list[tuple[int, int, int]] = []
         for index, turn in enumerate(messages):
-            if turn["role"] != "assistant":
+            if turn["role"] != "assistant" or (final_only and index < len(messages) - 1):
                 continue
             prompt = self.render(messages[:index], add_generation_prompt=True, tools=tools)
             upto = self.render(messages[: index + 1], add_generation_prompt=False, tools=tools)
             if not (upto.startswith(prompt) and text.startswith(upto)):
-                raise TuneforgeError(NOT_PREFIX)
+                raise TuneforgeError(not_prefix(messages, text))
             if spans and len(prompt) < spans[-1][2]:
                 raise TuneforgeError(NOT_PREFIX)
             answer = upto[len(prompt) :]
@@ -200,6 +220,11 @@ class ChatEncoder:
                 f"the chat template writes tool calls that do not parse back into the row's calls: {parsed} "
                 f"instead of {wanted}; the model would learn calls tuneforge cannot read back"
             )
+
+    def opens_trace(self, prompt_ids: list[int]) -> bool:
+        """Whether the prompt ends inside a reasoning trace it opened (a DeepSeek-R1-style template writes
+        <think> into the generation prompt), so the answer starts with the trace's text."""
+        return opens_trace(self._decode(prompt_ids[-16:]))
 
     def decode_span(self, ids: list[int], start: int, end: int) -> str:
         """The text ids[start:end] stand for where they are. Decoding a slice on its own would drop a

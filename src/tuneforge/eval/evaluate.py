@@ -23,7 +23,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.eval.heldout import answer_loss, heldout_rows
 from tuneforge.eval.metrics import compute_metrics, default_metrics
 from tuneforge.infer.decoding import Decoding
-from tuneforge.infer.generate import generate
+from tuneforge.infer.generate import generate_answers
 from tuneforge.infer.load import LoadedRun, load_run
 from tuneforge.model.build import load_trained
 from tuneforge.run.checkpoints import checkpoint_dirs, problem, step_of
@@ -99,9 +99,10 @@ def evaluate_run(
             loaded.model, loaded.encoder, rows, max_length=max_length, batch_size=settings.batch_size,
             console=console,
         )  # fmt: skip
-        texts = generate(
+        answers = generate_answers(
             loaded, [r.messages for r in rows], decoding, console, batch_size=settings.batch_size
         )
+        texts = [a.scored for a in answers]  # text and calls; a trace is the model's way there, not scored
         return Scores(name, step, loss, compute_metrics(names, texts, references), texts)
 
     final_step = read_manifest(run.manifest).get("global_step")

@@ -43,10 +43,6 @@ def heldout_rows(
     return [mapped_row(row, "messages", SPLIT_VIEW) for row in rows]
 
 
-def conversation(row: PromptRow) -> list[dict]:
-    return [*row.messages, {"role": "assistant", "content": row.reference}]
-
-
 @torch.inference_mode()
 def answer_loss(
     model: torch.nn.Module,
@@ -58,7 +54,7 @@ def answer_loss(
     console: Console | None = None,
 ) -> dict[str, float]:
     """Mean cross-entropy over answer tokens (as trained), its perplexity, and how many tokens it covers."""
-    samples = [encoder.encode_conversation(conversation(r)) for r in rows if r.reference]
+    samples = [encoder.encode_conversation(r.conversation()) for r in rows if r.reference]
     features = [{"input_ids": s.input_ids[:max_length], "labels": s.labels[:max_length]} for s in samples]
     features = [f for f in features if any(label != IGNORE for label in f["labels"])]
     if not features:

@@ -1,6 +1,9 @@
 """Generation metrics from maintained libraries: ROUGE from `rouge-score`, BLEU and chrF from `sacrebleu`,
-and exact match. Every score is on a 0-100 scale; a row may have several references (the best one counts
-for exact match and ROUGE; BLEU and chrF take them all, as sacrebleu does).
+and exact match; for answers that call tools, tool-call exact match (names and arguments equal as JSON
+values) and tool-name match, over the rows whose reference calls a tool. Every score is on a 0-100 scale; a
+row may have several references (the best one counts for exact match, ROUGE and the tool-call metrics;
+BLEU and chrF take them all, as sacrebleu does). Predictions and references are texts as
+`tool_format.Answer.scored` writes them: the answer's text, then its calls in the canonical format.
 
     compute_metrics(["rougeL", "exact_match"], predictions, [[ref] for ref in references])
 """
@@ -13,6 +16,7 @@ import string
 from collections.abc import Sequence
 
 from tuneforge.config.schema import METRIC_NAMES
+from tuneforge.data.tool_format import parse_calls, same_calls
 
 SHORT_ANSWER_WORDS = 10
 ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -32,6 +36,16 @@ def exact_match(predictions: Sequence[str], references: Sequence[Sequence[str]])
 def normalized_exact_match(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
     hits = sum(any(normalize(p) == normalize(r) for r in refs) for p, refs in zip(predictions, references))
     return 100 * hits / max(len(predictions), 1)
+
+
+def tool_calls_match(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], names_only: bool = False
+) -> float:
+    """Share of the rows whose reference calls a tool where the prediction makes the same calls in order."""
+    rows = [(p, [parse_calls(r) for r in refs]) for p, refs in zip(predictions, references)]
+    rows = [(p, calls) for p, calls in rows if any(calls)]
+    hits = sum(any(same_calls(parse_calls(p), c, names_only) for c in calls if c) for p, calls in rows)
+    return 100 * hits / max(len(rows), 1)
 
 
 def rouge(kind: str, predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
@@ -77,15 +91,19 @@ def compute_metrics(
         "rougeL": lambda: rouge("rougeL", predictions, references),
         "bleu": lambda: bleu(predictions, references),
         "chrf": lambda: chrf(predictions, references),
+        "tool_call_exact_match": lambda: tool_calls_match(predictions, references),
+        "tool_name_match": lambda: tool_calls_match(predictions, references, names_only=True),
     }
     return {name: by_name[name]() for name in names}
 
 
 def default_metrics(references: Sequence[Sequence[str]]) -> list[str]:
-    """Short answers (commands, labels) are judged by exact match; longer ones (summaries) by overlap."""
+    """Short answers (commands, labels) are judged by exact match; longer ones (summaries) by overlap; answers
+    that call tools by their calls first."""
     if not references:
         return []
+    calls = ["tool_call_exact_match", "tool_name_match"] if any(parse_calls(r[0]) for r in references) else []
     median_words = statistics.median(len(refs[0].split()) for refs in references)
     if median_words <= SHORT_ANSWER_WORDS:
-        return ["exact_match", "normalized_exact_match", "chrf"]
-    return ["rouge1", "rouge2", "rougeL", "bleu"]
+        return [*calls, "exact_match", "normalized_exact_match", "chrf"]
+    return [*calls, "rouge1", "rouge2", "rougeL", "bleu"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.data.shapes import Message
+from tuneforge.data.tool_format import reference_text, split_answer
 from tuneforge.eval.metrics import compute_metrics, default_metrics
 from tuneforge.infer.decoding import Decoding
 from tuneforge.infer.engine import engine_for_model
@@ -24,11 +25,11 @@ class GenerationScorer:
         decoding: Decoding,
         batch_size: int | None = None,
     ):
-        scored = [c for c in conversations if c and c[-1]["role"] == "assistant" and c[-1]["content"].strip()]
+        scored = [c for c in conversations if c and c[-1]["role"] == "assistant" and reference_text(c[-1])]
         self.tokenizer = tokenizer
         self.encoder = ChatEncoder(tokenizer)
         self.prompts = [self.encoder.prompt_ids(c[:-1]) for c in scored]
-        self.references = [[c[-1]["content"]] for c in scored]
+        self.references = [[reference_text(c[-1])] for c in scored]
         self.metrics = metrics or default_metrics(self.references)
         self.decoding = decoding
         # train/sft.py's transitional Decoding (tuneforge.infer.generate) still carries the batch size.
@@ -43,6 +44,6 @@ class GenerationScorer:
             )
         finally:
             model.train(was_training)
-        texts = [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
+        texts = [split_answer(self.tokenizer.decode(row, skip_special_tokens=True)).scored for row in ids]
         texts = gather_shares(texts, len(self.prompts))
         return compute_metrics(self.metrics, texts, self.references)

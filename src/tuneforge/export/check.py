@@ -31,9 +31,10 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from tuneforge.data.agent import tools_of
 from tuneforge.data.encode import ChatEncoder
 from tuneforge.errors import TuneforgeError
-from tuneforge.eval.heldout import conversation, heldout_rows
+from tuneforge.eval.heldout import heldout_rows
 from tuneforge.export.formats import FORMATS
 from tuneforge.infer.decoding import Decoding
 from tuneforge.infer.engine import engine_for
@@ -89,7 +90,7 @@ class Outputs:
 
 def probes(encoder: ChatEncoder, run: RunDir, loaded: LoadedRun, data_file: Path | None) -> Probes:
     rows = heldout_rows(run, loaded.config.data, loaded.data_format, data_file)[:MAX_ROWS]
-    inputs = [encoder.encode_conversation(conversation(r)).input_ids[:MAX_POSITIONS] for r in rows]
+    inputs = [encoder.encode_conversation(r.conversation()).input_ids[:MAX_POSITIONS] for r in rows]
     prompts = [encoder.prompt_ids(r.messages)[:MAX_POSITIONS] for r in rows]
     return Probes(inputs, prompts, [r.messages for r in rows])
 
@@ -117,7 +118,8 @@ def run_reader(folder: Path, gguf_file: str | None, probe: Probes, tokenizer) ->
                     "gguf_file": gguf_file,
                     "inputs": probe.inputs,
                     "prompts": probe.prompts,
-                    "conversations": probe.conversations,
+                    "conversations": [list(c) for c in probe.conversations],
+                    "tools": [tools_of(c) for c in probe.conversations],
                     "max_new_tokens": NEW_TOKENS,
                     "eos_token_id": tokenizer.eos_token_id,
                     "pad_token_id": tokenizer.pad_token_id,

@@ -5,6 +5,11 @@ in place of the system message, the prompt and the answer, and the markers becom
 `{{ .Prompt }}` and `{{ .Response }}`. llama.cpp adds BOS itself (the GGUF's add_bos_token), so a BOS the
 template writes as text is left out. Ollama renders earlier turns of a chat with the same template, which
 matches templates that repeat one pattern per turn (all built-in ones).
+
+Tools are not translated: Ollama's Go templates write JSON their own way (compact, keys sorted), so no
+TEMPLATE could give the tool prompts training saw. Without `.Tools` in the TEMPLATE, Ollama refuses a
+request that offers tools instead of dropping them; the GGUF beside it carries the Jinja template with its
+tool format, which llama.cpp renders (`llama-server --jinja`), as does `tuneforge serve`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,19 @@ def ollama_template(encoder: ChatEncoder) -> str:
         f"{{{{ if .System }}}}{with_system.replace(PROMPT_MARK, prompt)}"
         f"{{{{ else }}}}{plain.replace(PROMPT_MARK, prompt)}{{{{ end }}}}{{{{ .Response }}}}{after_answer}"
     )
+
+
+TOOLS_NOTICE = (
+    "the run's chat template renders tools, which the Modelfile does not: Ollama will refuse requests that "
+    "offer tools. For tool calls serve the GGUF with llama.cpp (llama-server --jinja, which renders the "
+    "template the GGUF carries) or the run with tuneforge serve."
+)
+
+
+def renders_tools(encoder: ChatEncoder) -> bool:
+    user = [{"role": "user", "content": PROMPT_MARK}]
+    probe = [{"type": "function", "function": {"name": "tfprobe", "parameters": {"type": "object"}}}]
+    return encoder.render(user, True, tools=probe) != encoder.render(user, True, tools=[])
 
 
 def without_bos(encoder: ChatEncoder, text: str) -> str:

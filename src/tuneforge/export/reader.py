@@ -55,8 +55,12 @@ def template_prompts(request: dict, where: dict) -> dict:
     if not tokenizer.chat_template:
         return {}
     results = {}
-    for i, messages in enumerate(request.get("conversations", [])):
-        out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    tools = request.get("tools") or [None] * len(request.get("conversations", []))
+    for i, (messages, offered) in enumerate(zip(request.get("conversations", []), tools)):
+        # the tools a row offers are part of its prompt, as any user's code passes them
+        out = tokenizer.apply_chat_template(
+            messages, tools=offered, add_generation_prompt=True, tokenize=True
+        )
         ids = out["input_ids"] if hasattr(out, "keys") else out
         results[f"template.{i}"] = torch.tensor(ids, dtype=torch.long)
     return results

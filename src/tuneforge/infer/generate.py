@@ -3,7 +3,9 @@ engine (`tuneforge.infer.engine`, the backend its `serve.backend` names).
 
 Prompts are built by the data stage's encoder (`ChatEncoder.prompt_ids`), the same code that built the
 training samples; answers are decoded without special tokens and stripped. Greedy by default; batched
-greedy output equals one-at-a-time output (tested, and compared in bench/generate.py).
+greedy output equals one-at-a-time output (tested, and compared in bench/generate.py). An answer with a
+reasoning trace or tool calls (data/tool_format.py) is written as its text and calls (`generation`, what
+exact match compares), with `tool_calls` and `reasoning_content` beside it.
 
     texts = generate(loaded, [[{"role": "user", "content": "count the lines in notes.txt"}]])
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tuneforge.data.shapes import Message
+from tuneforge.data.tool_format import Answer, split_answer
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer.decoding import Decoding
 from tuneforge.infer.engine import engine_for
@@ -45,6 +48,28 @@ def generate(
         )
     tokenizer = loaded.tokenizer
     return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in outputs]
+
+
+def generate_answers(
+    loaded: LoadedRun,
+    conversations: list[list[Message]],
+    decoding: Decoding = Decoding(),
+    console: Console | None = None,
+    *,
+    batch_size: int = 8,
+) -> list[Answer]:
+    """The next turn of each conversation taken apart into text, calls and trace (data/tool_format.py);
+    where a prompt opened the trace itself (DeepSeek-R1's template), the answer starts inside it."""
+    texts = generate(loaded, conversations, decoding, console, batch_size=batch_size)
+    opened = [loaded.encoder.opens_trace(loaded.encoder.prompt_ids(c)) for c in conversations]
+    return [split_answer(text, opened=o) for text, o in zip(texts, opened)]
+
+
+def output_row(row: dict, answer: Answer) -> dict:
+    """The input row with the generation, and its calls and trace when it has them."""
+    extras = {"tool_calls": answer.calls} if answer.calls else {}
+    extras |= {"reasoning_content": answer.reasoning} if answer.reasoning else {}
+    return {**row, "generation": answer.scored, **extras}
 
 
 def generate_rows(
@@ -77,9 +102,11 @@ def generate_rows(
     data = loaded.config.data
     rows = [plain_prompt(p, data) for p in prompts]
     rows += prompts_from_file(input_path, data, loaded.data_format) if input_path else []
-    texts = generate(loaded, [row.messages for row in rows], decoding, console, batch_size=batch_size)
+    conversations = [row.messages for row in rows]
+    answers = generate_answers(loaded, conversations, decoding, console, batch_size=batch_size)
+    texts = [answer.scored for answer in answers]
     if output_path:
-        lines = [json.dumps({**row.row, "generation": text}, default=str) for row, text in zip(rows, texts)]
+        lines = [json.dumps(output_row(row.row, a), default=str) for row, a in zip(rows, answers)]
         write_atomically(output_path, "".join(line + "\n" for line in lines))
         console.print(f"wrote {len(rows)} rows to {output_path}")
     shown = show if show is not None else (0 if output_path else len(rows))

@@ -16,17 +16,25 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.config.schema import DataConfig
+from tuneforge.data.agent import Conversation, tools_of
 from tuneforge.data.mix import source_view
 from tuneforge.data.shapes import Message, detect_format, format_fields, row_formatter, text
 from tuneforge.data.sources import read_rows
+from tuneforge.data.tool_format import reference_text
 from tuneforge.errors import TuneforgeError
 
 
 @dataclass(frozen=True)
 class PromptRow:
     messages: list[Message]  # the conversation so far; the assistant speaks next
-    reference: str | None  # the answer the row holds, if it holds one
+    reference: str | None  # the answer the row holds, if it holds one (its calls after its text, tool_format)
     row: dict[str, Any]  # the row as read, echoed into the output
+    answer: Message | None = None  # the assistant turn the reference comes from, calls and trace included
+
+    def conversation(self) -> list[Message]:
+        """The whole conversation the row holds, answer last (for the held-out loss)."""
+        answer = self.answer or {"role": "assistant", "content": self.reference or ""}
+        return Conversation([*self.messages, answer], tools_of(self.messages))
 
 
 def prompt_columns(fmt: str, view: DataConfig) -> list[str]:
@@ -51,7 +59,7 @@ def mapped_row(row: dict[str, Any], fmt: str, view: DataConfig) -> PromptRow:
         return PromptRow(messages[:-1], reference, row)
     messages = row_formatter(fmt, view)(row)
     if messages and messages[-1]["role"] == "assistant":  # the row's tools stay with the prompt
-        return PromptRow(messages[:-1], messages[-1]["content"], row)
+        return PromptRow(messages[:-1], reference_text(messages[-1]) or None, row, messages[-1])
     return PromptRow(messages, None, row)
 
 

@@ -49,9 +49,36 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FunctionCall(Body):
+    name: str
+    arguments: str = Field(description="The arguments as a JSON object in a string, as OpenAI writes them.")
+
+
+class ToolCall(Body):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(Body):
-    role: Literal["system", "user", "assistant"]
-    content: Content
+    role: Literal["system", "user", "assistant", "tool"]
+    content: Content | None = Field(None, description="null only for an assistant turn that calls tools.")
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    reasoning_content: Text | None = None
+
+
+class FunctionSpec(Body):
+    name: str
+    description: str | None = None
+    parameters: dict | None = Field(None, description="The arguments' JSON schema.")
+    strict: bool | None = None
+
+
+class ToolSpec(Body):
+    type: Literal["function"]
+    function: FunctionSpec
 
 
 class StreamOptions(Body):
@@ -85,6 +112,13 @@ class Sampling(Body):
 class ChatCompletionRequest(Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="The newer name of max_tokens.")
+    tools: list[ToolSpec] | None = Field(
+        None, description="Functions the model may call: rendered by its chat template, calls parsed back."
+    )
+    tool_choice: Literal["auto"] | None = Field(
+        None, description="auto only: a model trained to call tools decides; none cannot be enforced."
+    )
+    parallel_tool_calls: bool | None = None
 
 
 class CompletionRequest(Sampling):
@@ -137,9 +171,23 @@ class Health(BaseModel):
     models: list[str]
 
 
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = None
+    reasoning_content: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _present(self, handler) -> dict:
+        # content may be null (a turn that only calls tools); calls and a trace appear when there are some
+        body = handler(self)
+        return {k: v for k, v in body.items() if v is not None or k == "content"}
 
 
 class ChatChoice(BaseModel):
@@ -166,13 +214,22 @@ class Completion(BaseModel):
     usage: Usage
 
 
+class ToolCallDelta(BaseModel):
+    index: int
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
     @model_serializer(mode="wrap")
     def _only_present(self, handler) -> dict:
-        # A chunk's delta carries only what changed: the role once, then content, then nothing.
+        # A chunk's delta carries only what changed: the role once, then a trace, content or calls.
         return {k: v for k, v in handler(self).items() if v is not None}
 
 

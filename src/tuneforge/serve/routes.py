@@ -12,8 +12,6 @@ import asyncio
 import base64
 import hmac
 import json
-import time
-from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,32 +20,25 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tuneforge.data.agent import Conversation, row_tools, tools_of
+from tuneforge.data.shapes import message_turn
+from tuneforge.errors import TuneforgeError
 from tuneforge.infer.decoding import Decoding
 from tuneforge.infer.engine import Engine
 from tuneforge.infer.requests import Busy, Event
 from tuneforge.serve.protocol import (
-    AssistantMessage,
-    ChatChoice,
-    ChatChunkChoice,
     ChatCompletionRequest,
-    Chunk,
-    Completion,
     CompletionRequest,
-    Delta,
     ErrorBody,
     ErrorDetail,
     Health,
     ModelCard,
     ModelList,
     Sampling,
-    StreamError,
-    StreamErrorBody,
-    TextChoice,
-    TextChunkChoice,
-    Usage,
     completion_id,
     now,
 )
+from tuneforge.serve.replies import Reply, next_event, stream, whole_response
 
 DOCS = ("/openapi.json", "/docs", "/redoc")
 
@@ -140,9 +131,13 @@ def models(request: Request) -> ModelList:
 async def chat(request: Request, body: ChatCompletionRequest):
     engine = request.app.state.engine
     check_model(engine, body.model)
-    messages = [m.model_dump() for m in body.messages]
-    check_chars(engine, sum(len(m["content"]) for m in messages))
-    ids = engine.chat_ids(body.model, messages)
+    messages = conversation_of(body)
+    structured = [m["tool_calls"] for m in messages if m.get("tool_calls")] + (tools_of(messages) or [])
+    check_chars(engine, sum(len(m["content"]) for m in messages) + len(json.dumps(structured)) - 2)
+    try:
+        ids = engine.chat_ids(body.model, messages)
+    except TuneforgeError as exc:  # a conversation the model's template refuses to render
+        raise ApiError(400, str(exc), "invalid_request_error", "messages") from None
     return await answer(request, body, ids, body.max_completion_tokens or body.max_tokens, chat=True)
 
 
@@ -154,6 +149,20 @@ async def complete(request: Request, body: CompletionRequest):
         raise ApiError(400, "prompt: one string per request", "invalid_request_error", "prompt")
     check_chars(engine, len(prompts[0]))
     return await answer(request, body, engine.text_ids(body.model, prompts[0]), body.max_tokens, chat=False)
+
+
+def conversation_of(body: ChatCompletionRequest) -> list:
+    """The request's messages and tools as training read them (data.shapes): arguments that are not a JSON
+    object, a tool result with no call to answer, are a 400 naming the message."""
+    try:
+        turns = [
+            message_turn(m.model_dump(exclude_none=True), f"messages.{i}")
+            for i, m in enumerate(body.messages)
+        ]
+        tools = row_tools([t.model_dump(exclude_none=True) for t in body.tools or ()], "tools")
+        return Conversation(turns, tools)
+    except TuneforgeError as exc:
+        raise ApiError(400, str(exc), "invalid_request_error", "messages") from None
 
 
 def build_app(engine: Engine, api_key: str | None) -> FastAPI:
@@ -274,12 +283,16 @@ async def answer(request: Request, body: Sampling, ids: list[int], limit: int | 
         )
     except Busy as exc:
         raise ApiError(429, f"the server is busy: {exc}; retry shortly", "rate_limit_exceeded") from exc
-    ident = completion_id("chatcmpl" if chat else "cmpl")
+    reply = Reply(
+        completion_id("chatcmpl" if chat else "cmpl"),
+        body.model,
+        chat,
+        tools=bool(getattr(body, "tools", None)),
+        opened=chat and engine.served[body.model].encoder.opens_trace(ids),
+        usage=body.stream_options is not None and body.stream_options.include_usage,
+    )
     if body.stream:
-        usage = body.stream_options is not None and body.stream_options.include_usage
-        return StreamingResponse(
-            stream(job, events, body.model, ident, chat, usage), media_type="text/event-stream"
-        )
+        return StreamingResponse(stream(job, events, reply), media_type="text/event-stream")
     text, last = "", None
     try:
         while last is None or last.finish_reason is None:
@@ -288,20 +301,7 @@ async def answer(request: Request, body: Sampling, ids: list[int], limit: int | 
     finally:
         job.cancel()  # a client that left frees its row at the next step
     raise_failure(last)
-    return whole_response(ident, body.model, chat, text, last)
-
-
-async def next_event(events: asyncio.Queue, job, request: Request | None) -> Event:
-    """The job's next event; a client that disconnected, or an engine that stopped answering past the
-    request's deadline, ends the wait instead of hanging it."""
-    while True:
-        try:
-            return await asyncio.wait_for(events.get(), timeout=1.0)
-        except TimeoutError:
-            if request is not None and await request.is_disconnected():
-                job.cancel()
-            if time.monotonic() > job.deadline + 60:
-                return Event("", "timeout")
+    return whole_response(reply, text, last)
 
 
 def raise_failure(event: Event) -> None:
@@ -309,79 +309,3 @@ def raise_failure(event: Event) -> None:
         raise ApiError(504, "the request ran past serve.request_timeout_s", "timeout")
     if event.finish_reason == "error":
         raise ApiError(500, f"generation failed: {event.error}", "server_error")
-
-
-def usage_of(event: Event) -> Usage:
-    total = event.prompt_tokens + event.completion_tokens
-    return Usage(
-        prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens, total_tokens=total
-    )
-
-
-def finish_reason(event: Event) -> str:
-    return "length" if event.finish_reason in ("length", "timeout", "cancelled") else "stop"
-
-
-def whole_response(ident: str, model: str, chat: bool, text: str, last: Event) -> Completion:
-    reason = finish_reason(last)
-    choice = (
-        ChatChoice(finish_reason=reason, message=AssistantMessage(content=text))
-        if chat
-        else TextChoice(finish_reason=reason, text=text)
-    )
-    kind = "chat.completion" if chat else "text_completion"
-    return Completion(
-        id=ident, object=kind, created=now(), model=model, choices=[choice], usage=usage_of(last)
-    )
-
-
-def event_line(body) -> str:
-    return f"data: {json.dumps(body.model_dump())}\n\n"
-
-
-def stream_chunk(
-    ident: str, model: str, chat: bool, delta: str | None, reason: str | None, role: bool
-) -> Chunk:
-    if chat:
-        content = Delta(role="assistant", content=delta or "") if role else Delta(content=delta or None)
-        choice = ChatChunkChoice(delta=content, finish_reason=reason)
-    else:
-        choice = TextChunkChoice(text=delta or "", finish_reason=reason)
-    kind = "chat.completion.chunk" if chat else "text_completion"
-    return Chunk(id=ident, object=kind, created=now(), model=model, choices=[choice])
-
-
-async def stream(
-    job, events: asyncio.Queue, model: str, ident: str, chat: bool, usage: bool
-) -> AsyncIterator[str]:
-    def chunk(delta: str | None, reason: str | None, role: bool = False) -> str:
-        return event_line(stream_chunk(ident, model, chat, delta, reason, role))
-
-    try:
-        if chat:
-            yield chunk("", None, role=True)
-        while True:
-            event = await next_event(events, job, None)
-            if event.finish_reason in ("timeout", "error") and event.delta:
-                yield chunk(event.delta, None)
-            if event.finish_reason in ("timeout", "error"):
-                message = (
-                    "the request ran past serve.request_timeout_s"
-                    if event.finish_reason == "timeout"
-                    else event.error
-                )
-                yield event_line(
-                    StreamErrorBody(error=StreamError(message=message, type=event.finish_reason))
-                )
-                break
-            if event.delta:
-                yield chunk(event.delta, None)
-            if event.finish_reason is not None:
-                yield chunk(None, finish_reason(event))
-                if usage:
-                    last = stream_chunk(ident, model, chat, None, None, False)
-                    yield event_line(last.model_copy(update={"choices": [], "usage": usage_of(event)}))
-                break
-        yield "data: [DONE]\n\n"
-    finally:
-        job.cancel()  # a client that went away stops its row at the next step

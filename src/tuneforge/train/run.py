@@ -30,6 +30,7 @@ from transformers import TrainerCallback
 
 from tuneforge.config.loading import config_to_yaml
 from tuneforge.config.schema import RunConfig
+from tuneforge.data.agent import tools_of
 from tuneforge.data.prepared import PreparedData
 from tuneforge.errors import TuneforgeError
 from tuneforge.model.base_pin import MANIFEST_KEY, base_record
@@ -185,9 +186,15 @@ def start_manifest(
 
 
 def write_eval_split(path: Path, items: list) -> None:
-    """messages rows (the final assistant turn is the reference), or text rows for plain documents."""
-    lines = [json.dumps({"text": item} if isinstance(item, str) else {"messages": item}) for item in items]
+    """messages rows (the final assistant turn is the reference) with the tools they offer, or text rows for
+    plain documents."""
+    lines = [json.dumps({"text": item} if isinstance(item, str) else split_row(item)) for item in items]
     write_atomically(path, "".join(line + "\n" for line in lines))
+
+
+def split_row(messages: list) -> dict:
+    tools = tools_of(messages)
+    return {"messages": list(messages), **({"tools": tools} if tools else {})}
 
 
 def train(

@@ -15,8 +15,10 @@ class OllamaFormat(GgufFormat):
 
     def write(self, model, loaded, staging, options, notice) -> None:
         # Imported here: it pulls in transformers, which `tuneforge --help` (reading the registry) should not.
-        from tuneforge.export.ollama import modelfile
+        from tuneforge.export.ollama import TOOLS_NOTICE, modelfile, renders_tools
 
         super().write(model, loaded, staging, options, notice)
+        if renders_tools(loaded.encoder):
+            notice(TOOLS_NOTICE)
         text = modelfile(loaded.encoder, self.model_file(options), loaded.config.data.system_prompt)
         (staging / "Modelfile").write_text(text)

@@ -25,6 +25,7 @@ from peft import PeftModel
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from tuneforge.config.schema import ServeConfig
+from tuneforge.data.agent import Conversation, tools_of
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer.decoding import Decoding
 from tuneforge.infer.load import Served
@@ -118,7 +119,8 @@ class TransformersEngine:
     def chat_ids(self, name: str, messages: list[dict]) -> list[int]:
         served = self.served[name]
         if served.system_prompt and not any(m["role"] == "system" for m in messages):
-            messages = [{"role": "system", "content": served.system_prompt}, *messages]
+            system = {"role": "system", "content": served.system_prompt}
+            messages = Conversation([system, *messages], tools_of(messages))
         return served.encoder.prompt_ids(messages)
 
     def text_ids(self, name: str, text: str) -> list[int]:
