@@ -2,7 +2,7 @@
 (serve/replies.py): whatever pieces the engine sends, the streamed reply adds up to the whole one, a trace
 never reaches `content`, and calls arrive as OpenAI `tool_calls` with finish_reason "tool_calls". The real
 server with a model trained to call tools, asked with the official `openai` client, is in
-tests/test_tools_example.py."""
+tests/test_agent_example.py."""
 
 from __future__ import annotations
 
