@@ -124,13 +124,12 @@ class AnswerStream:
         whole = (THINK_OPEN + self.text if self.opened else self.text).lstrip()
         if len(whole) < len(THINK_OPEN) and THINK_OPEN.startswith(whole):
             return self.sent_reasoning, self.sent_content  # a trace may be opening: wait
-        rest = whole
-        if whole.startswith(THINK_OPEN):
+        reasoning, rest = "", whole
+        if whole.startswith(THINK_OPEN):  # as split_reasoning reads it, once the trace is closed
             inner, closed, rest = whole[len(THINK_OPEN) :].partition(THINK_CLOSE)
             if not closed:
                 return held(inner.lstrip(), THINK_CLOSE), ""
-            rest = rest.lstrip()
-        reasoning = split_reasoning(self.text, self.opened)[0] or ""
+            reasoning, rest = inner.strip(), rest.lstrip()
         if self.tools:
             rest = held(rest[: rest.find(CALL_OPEN)] if CALL_OPEN in rest else rest, CALL_OPEN)
         return reasoning, rest.rstrip()

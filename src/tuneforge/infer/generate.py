@@ -42,12 +42,7 @@ def generate(
 ) -> list[str]:
     """The assistant's next turn for each conversation."""
     prompts = [loaded.encoder.prompt_ids(messages) for messages in conversations]
-    with Phase(console, "generating", total=len(prompts)) as phase:
-        outputs = engine_for(loaded).generate(
-            prompts, decoding=decoding, batch_size=batch_size, on_batch=phase.advance
-        )
-    tokenizer = loaded.tokenizer
-    return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in outputs]
+    return texts_after(loaded, prompts, decoding, console, batch_size)
 
 
 def generate_answers(
@@ -60,9 +55,19 @@ def generate_answers(
 ) -> list[Answer]:
     """The next turn of each conversation taken apart into text, calls and trace (data/tool_format.py);
     where a prompt opened the trace itself (DeepSeek-R1's template), the answer starts inside it."""
-    texts = generate(loaded, conversations, decoding, console, batch_size=batch_size)
-    opened = [loaded.encoder.opens_trace(loaded.encoder.prompt_ids(c)) for c in conversations]
-    return [split_answer(text, opened=o) for text, o in zip(texts, opened)]
+    prompts = [loaded.encoder.prompt_ids(messages) for messages in conversations]
+    texts = texts_after(loaded, prompts, decoding, console, batch_size)
+    return [split_answer(t, opened=loaded.encoder.opens_trace(p)) for t, p in zip(texts, prompts)]
+
+
+def texts_after(
+    loaded: LoadedRun, prompts: list[list[int]], decoding: Decoding, console: Console | None, batch_size: int
+) -> list[str]:
+    with Phase(console, "generating", total=len(prompts)) as phase:
+        outputs = engine_for(loaded).generate(
+            prompts, decoding=decoding, batch_size=batch_size, on_batch=phase.advance
+        )
+    return [loaded.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in outputs]
 
 
 def output_row(row: dict, answer: Answer) -> dict:

@@ -133,7 +133,9 @@ async def chat(request: Request, body: ChatCompletionRequest):
     check_model(engine, body.model)
     messages = conversation_of(body)
     structured = [m["tool_calls"] for m in messages if m.get("tool_calls")] + (tools_of(messages) or [])
-    check_chars(engine, sum(len(m["content"]) for m in messages) + len(json.dumps(structured)) - 2)
+    check_chars(
+        engine, sum(len(m["content"]) for m in messages) + (len(json.dumps(structured)) if structured else 0)
+    )
     try:
         ids = engine.chat_ids(body.model, messages)
     except TuneforgeError as exc:  # a conversation the model's template refuses to render
