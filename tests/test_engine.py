@@ -110,3 +110,49 @@ def test_the_earliest_stop_in_the_text_wins_not_the_first_listed():
     served = Served("m", model=None, adapter=None, encoder=encoder, system_prompt=None, stop_ids=[99])
     _, events = run_job(served, [0, 1], ("\n", "User:"))
     assert "".join(e.delta for e in events) == "answer" and events[-1].finish_reason == "stop"
+
+
+@pytest.fixture(scope="module")
+def byte_level_served(tiny_models) -> Served:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models("llama"))
+    return Served("b", None, None, ChatEncoder(tokenizer), None, stop_ids=[tokenizer.eos_token_id])
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_decoding_piece_by_piece_equals_decoding_the_whole_answer(served, byte_level_served, data):
+    """Any ids (byte tokens that split a character, specials, spaces): the streamed pieces are the
+    whole answer decoded at once, for a SentencePiece-style and a byte-level tokenizer."""
+    for model in (served, byte_level_served):
+        tokenizer = model.encoder.tokenizer
+        ids = data.draw(st.lists(st.integers(0, len(tokenizer) - 1), max_size=40))
+        ids = [i for i in ids if i not in model.stop_ids]
+        job, events = run_job(model, ids, ())
+        whole = tokenizer.decode(ids, skip_special_tokens=True).strip()
+        assert "".join(e.delta for e in events) == whole
+
+
+class CountingTokenizer:
+    """Counts the ids every decode call is given: the work of streaming an answer."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.decoded = tokenizer, 0
+
+    def decode(self, ids, skip_special_tokens=True):
+        self.decoded += len(ids)
+        return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+
+
+def test_a_long_streamed_answer_decodes_each_token_a_bounded_number_of_times(byte_level_served):
+    tokenizer = byte_level_served.encoder.tokenizer
+    ids = tokenizer("list the files in /srv/data and count them. " * 250, add_special_tokens=False).input_ids
+    ids = ids[:2000]
+    counting = CountingTokenizer(tokenizer)
+    encoder = type("Encoder", (), {"tokenizer": counting})()
+    served = Served("c", None, None, encoder, None, stop_ids=[tokenizer.eos_token_id])
+    job, events = run_job(served, ids, ("never appears",))
+    assert "".join(e.delta for e in events) == tokenizer.decode(ids, skip_special_tokens=True).strip()
+    # decoding the whole answer at every step would be 2000 * 2001 / 2 = 2,001,000 ids: quadratic
+    assert counting.decoded <= 6 * len(ids), counting.decoded

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from tuneforge import __version__
 from tuneforge.errors import TuneforgeError, os_fault
+from tuneforge.run.cpu import cpu_share
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune causal LMs with LoRA / QLoRA.")
 console = Console()
@@ -42,6 +43,7 @@ def main(
     # there, lines may be as long as their content.
     console.width = None if console.is_terminal or console.is_jupyter else LOG_WIDTH
     quiet_third_party_noise()
+    cpu_share().prepare_process()  # before torch or tokenizers start their thread pools
     if rank_tag():  # under torchrun only rank 0 talks; the others report their own errors only
         console.quiet = True
         warnings.simplefilter("ignore")

@@ -12,6 +12,7 @@ import os
 import sys
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.run.cpu import cpu_share
 from tuneforge.run.manifest import LAUNCH_COMMAND
 
 # How long the workers get, after Ctrl-C or SIGTERM, to finish their step and write a checkpoint before
@@ -41,6 +42,7 @@ def launch_training(nproc: int, train_argv: list[str], debug: bool = False) -> N
     command = ["--module", "tuneforge.cli", *(["--debug"] if debug else []), "train"]
     arguments = get_args_parser().parse_args([*torchrun_argv, *command, *train_argv])
     os.environ[LAUNCH_COMMAND] = json.dumps(sys.argv)  # what the manifest records, in every process
+    os.environ.update(cpu_share().launcher_environment(nproc))
     try:
         run(arguments)
     except ChildFailedError as failed:  # the workers printed their own errors

@@ -25,6 +25,11 @@ class ServeConfig(Section):
     batch_wait_ms: int = Field(
         10, ge=0, le=1000, description="How long the engine waits for requests to join a batch."
     )
+    mix_adapters: bool = Field(
+        True,
+        description="Requests for different LoRA adapters of one base (and the base) share a batch, each row "
+        "through its own adapter (peft's adapter_names); false: one adapter per batch. DoRA adapters never mix.",
+    )
     max_new_tokens: int = Field(512, ge=1, description="Default and cap of a request's max_tokens.")
     max_prompt_chars: int = Field(
         32_000, ge=1, description="Longest prompt (all message texts together) accepted, in characters."

@@ -45,11 +45,16 @@ class Job:
     sent: int = 0  # characters of the answer already streamed
     finished: bool = False
     cancelled: threading.Event = field(default_factory=threading.Event)
+    answer: str = ""  # the answer decoded so far, leading whitespace dropped (see `read_new`)
+    searched: int = 0  # characters of `answer` already searched for stop strings
+    window: tuple[int, int] = (0, 0)  # ids[a:b] were decoded last; their text is the next piece's context
 
     def batch_key(self) -> tuple:
+        """Requests with equal keys may share a batch: same weights and sampling settings (an engine
+        that cannot mix adapters in one batch adds the adapter)."""
         d = self.decoding
         sampling = (d.temperature, d.top_p, id(self) if d.seed is not None else None) if d.sampled else ()
-        return (self.served.weights, self.served.adapter, *sampling)
+        return (self.served.weights, *sampling)
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -59,10 +64,10 @@ class Job:
         if token in self.served.stop_ids:
             return self.finish("stop", self.ids + [token])
         self.ids.append(token)
-        text = self.text()
-        found = [text.index(stop) for stop in self.decoding.stop if stop in text]
-        if found:
-            return self.finish("stop", self.ids, cut=min(found))
+        text = self.read_new()
+        found = self.first_stop(text)
+        if found is not None:
+            return self.finish("stop", self.ids, cut=found)
         if len(self.ids) >= self.decoding.max_new_tokens:
             return self.finish("length", self.ids)
         if self.cancelled.is_set():
@@ -75,9 +80,35 @@ class Job:
             self.sent = ready
         return False
 
+    def read_new(self, flush: bool = False) -> str:
+        """The answer with the new tokens, decoding only them and the last piece's tokens (their context:
+        a word's leading space, the rest of a character) instead of the whole answer every step, which
+        would cost time quadratic in its length. A piece that ends in half a character waits for the next
+        token, unless `flush`. Adds up to `generate`'s decoding (tests/test_engine.py)."""
+        start, read = self.window
+        tokenizer = self.served.encoder.tokenizer
+        before = tokenizer.decode(self.ids[start:read], skip_special_tokens=True) if read > start else ""
+        after = tokenizer.decode(self.ids[start:], skip_special_tokens=True)
+        if len(after) > len(before) and (flush or not after.endswith("\ufffd")):
+            piece = after[len(before) :]
+            self.answer += piece if self.answer else piece.lstrip()
+            self.window = (read, len(self.ids))
+        return self.answer
+
+    def first_stop(self, text: str) -> int | None:
+        """Where the earliest stop string starts; only the new text (and a stop's length before it) is
+        searched, since the answer so far held none."""
+        found = [
+            at
+            for stop in self.decoding.stop
+            if (at := text.find(stop, max(0, self.searched - len(stop) + 1))) >= 0
+        ]
+        self.searched = len(text)
+        return min(found) if found else None
+
     def text(self) -> str:
-        """The answer so far, as `generate` decodes it (special tokens out, leading space dropped)."""
-        return self.served.encoder.tokenizer.decode(self.ids, skip_special_tokens=True).lstrip()
+        """The whole answer so far, as `generate` decodes it (special tokens out, leading space dropped)."""
+        return self.read_new(flush=True)
 
     def finish(
         self, reason: str, produced: list[int], cut: int | None = None, error: str | None = None
@@ -92,12 +123,14 @@ class Job:
 
 def streamable(text: str, stops: tuple[str, ...]) -> int:
     """How much of the text can be sent now: not the start of a stop string that the next tokens may
-    complete, not trailing whitespace (the final answer is stripped), not a half-decoded character."""
+    complete, not trailing whitespace (the final answer is stripped), not a half-decoded character.
+    Looks at the text's end only."""
     end = len(text)
     for stop in stops:
         for size in range(min(len(stop) - 1, end), 0, -1):
             if text.endswith(stop[:size]):
                 end = min(end, len(text) - size)
                 break
-    ready = text[:end].rstrip()
-    return len(ready) - 1 if ready.endswith("\ufffd") else len(ready)
+    while end > 0 and text[end - 1].isspace():
+        end -= 1
+    return end - 1 if end > 0 and text[end - 1] == "\ufffd" else end

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from tuneforge.run.cpu import cpu_share
+
 PACKAGES = (
     "tuneforge",
     "torch",
@@ -54,6 +56,7 @@ def hardware() -> dict:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "cpu_budget": cpu_share().budget.as_dict(),
     }
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

@@ -1,4 +1,5 @@
-"""Trainer callbacks: progress (a bar on a terminal, lines in a log) and one JSON line per log event in metrics.jsonl."""
+"""Trainer callbacks: progress (a bar on a terminal, lines in a log), one JSON line per log event in
+metrics.jsonl, and the CPU share kept current between steps (run/cpu.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rich.console import Console
 from transformers import TrainerCallback
 
 from tuneforge.progress import Phase
+from tuneforge.run.cpu import CpuShare
 from tuneforge.run.metrics import append_metrics
 
 
@@ -22,6 +24,16 @@ class MetricsFileCallback(TrainerCallback):
         if state.is_world_process_zero and logs:
             record = {"step": state.global_step, "epoch": state.epoch, "time": time.time(), **logs}
             append_metrics(self.path, record)
+
+
+class CpuShareCallback(TrainerCallback):
+    """Before each step: this process's threads follow the busy tuneforge processes (at most once a second)."""
+
+    def __init__(self, share: CpuShare):
+        self.share = share
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.share.rebalance()
 
 
 class ProgressCallback(TrainerCallback):

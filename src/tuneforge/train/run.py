@@ -36,6 +36,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.model.base_pin import MANIFEST_KEY, base_record
 from tuneforge.model.build import ModelBundle, load_trained, save_trained
 from tuneforge.run.checkpoints import remove_incomplete, resume_point, step_of
+from tuneforge.run.cpu import cpu_share
 from tuneforge.run.directory import RunDir
 from tuneforge.run.files import write_atomically
 from tuneforge.run.lock import RunLock
@@ -44,7 +45,7 @@ from tuneforge.run.metrics import keep_metrics_up_to, read_metrics
 from tuneforge.run.plots import plot_loss
 from tuneforge.run.processes import barrier, join_process_group, main_process, world_size
 from tuneforge.run.space import disk_full_error
-from tuneforge.train.callbacks import close_progress
+from tuneforge.train.callbacks import CpuShareCallback, close_progress
 from tuneforge.train.distributed import Layout, check_strategy, resolve_strategy
 from tuneforge.train.guards import GracefulStop, StopBeforeTraining, all_trained_finite
 from tuneforge.train.methods import check_method, recipe_for, unread_sections
@@ -113,7 +114,7 @@ def run_finetune(
             )
             if resume:
                 check_same_global_batch(run, layout)
-            callbacks = [stop, *extra_callbacks]
+            callbacks = [stop, CpuShareCallback(cpu_share()), *extra_callbacks]
             recipe.before_start(config, run, bundle, data, resume)
             trainer = recipe.assemble(config, bundle, data, run, callbacks, console, resume)
         except BaseException:
@@ -122,18 +123,35 @@ def run_finetune(
             raise
         console.print(f"processes: {layout.describe()}")
         if main_process():
-            if resuming:
-                remove_incomplete(resuming.incomplete, console.print)
-                keep_metrics_up_to(run.metrics, step_of(resuming.checkpoint))
-                console.print(f"resuming from [bold]{resuming.checkpoint}[/]", soft_wrap=True)
-            if overwrite:
-                run.clear()
-            start_manifest(run, config, recipe, data, layout, resuming.checkpoint if resuming else None)
-            if not resuming:
-                recipe.write_start(run, data)
+            prepare_directory(run, config, recipe, data, layout, resuming, overwrite, console)
         barrier()  # the others read the checkpoint only once rank 0 has removed incomplete ones
-        with stop:  # Ctrl-C / SIGTERM from here to the end: a clean stop, never half a file
+        # Ctrl-C / SIGTERM from here: a clean stop, never half a file; threads: this process's CPU share
+        with stop, cpu_share().busy() as budget:
+            console.print(f"cpu: {budget.describe()}", highlight=False)
             return train(config, recipe, run, bundle, data, trainer, resuming, stop, console)
+
+
+def prepare_directory(
+    run: RunDir,
+    config: RunConfig,
+    recipe: Recipe,
+    data: PreparedData,
+    layout: Layout,
+    resuming: Resume | None,
+    overwrite: bool,
+    console: Console,
+) -> None:
+    """The main process readies the folder: incomplete checkpoints and later metrics gone on resume, the
+    manifest started, the method's start files written."""
+    if resuming:
+        remove_incomplete(resuming.incomplete, console.print)
+        keep_metrics_up_to(run.metrics, step_of(resuming.checkpoint))
+        console.print(f"resuming from [bold]{resuming.checkpoint}[/]", soft_wrap=True)
+    if overwrite:
+        run.clear()
+    start_manifest(run, config, recipe, data, layout, resuming.checkpoint if resuming else None)
+    if not resuming:
+        recipe.write_start(run, data)
 
 
 def checked_resume(run: RunDir, config: RunConfig, allow_base_change: bool, console: Console) -> RunConfig:

@@ -5,8 +5,12 @@ KV cache, `batch_size` at a time, in their own thread; batched greedy output equ
 (tests/test_batched_generation.py, bench/generate.py).
 
 Submitted requests queue up; one worker thread owns the weights and takes the oldest and every other
-waiting request that can share its batch (same weights and adapter, same decoding; a request with a seed
-runs alone, so its samples repeat), pads them on the left and runs one `generate`. A stopping criterion
+waiting request that can share its batch (same weights, same sampling settings; a request with a seed
+runs alone, so its samples repeat), pads them on the left and runs one `generate`. Requests for different
+LoRA adapters of one base (and for the base itself) share a batch when the oldest request's adapter
+fills less than half of it: peft runs each row through its own adapter (`adapter_names`), so a server of many
+adapters with a few requests each batches them together (serve.mix_adapters; bench/serve_load.py
+--adapters 4). A stopping criterion
 called after every step hands each row its new token (`Job.step`), and ends a row at its EOS, its stop
 strings, its token budget, its deadline or its cancellation, while the rest of the batch goes on. Nothing
 else touches the model while serving, so requests never run concurrently on the same weights, and an
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from contextlib import nullcontext, suppress
 
 import torch
-from peft import PeftModel
+from peft import PeftModel, PeftType
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from tuneforge.config.schema import ServeConfig
@@ -31,6 +35,9 @@ from tuneforge.infer.decoding import Decoding
 from tuneforge.infer.load import Served
 from tuneforge.infer.requests import Busy, Event, Job
 from tuneforge.infer.row_sampling import RowSeededSampler
+from tuneforge.run.cpu import cpu_share
+
+BASE = "__base__"  # peft's name for no adapter in `adapter_names`
 
 
 class StreamEachStep(StoppingCriteria):
@@ -94,8 +101,9 @@ class TransformersEngine:
             torch.manual_seed(decoding.seed)  # once for the whole call: rows sample as they did one call ago
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
         outputs: list[list[int]] = [[] for _ in prompts]
-        with self._weights, adapter_active(weights, served.adapter):
+        with self._weights, adapter_active(weights, served.adapter), cpu_share().busy():
             for start in range(0, len(order), batch_size):
+                cpu_share().rebalance()
                 chosen = order[start : start + batch_size]
                 input_ids, attention = padded(weights, [prompts[i] for i in chosen], pad)
                 generated = weights.generate(
@@ -176,8 +184,15 @@ class TransformersEngine:
         with self._lock:
             if not self._pending:
                 return []
-            key = self._pending[0].batch_key()
-            batch = [job for job in self._pending if job.batch_key() == key][: self.limits.max_batch_size]
+            first = self._pending[0]
+            key = self.batch_key(first)
+            sharing = [job for job in self._pending if self.batch_key(job) == key]
+            own = [job for job in sharing if job.served.adapter == first.served.adapter]
+            # Other adapters' rows join only when the oldest's adapter fills less than half the batch: peft's
+            # per-row routing costs more than a batch that is already large saves (bench/serve_load.py).
+            if 2 * len(own) < self.limits.max_batch_size:
+                own += [job for job in sharing if job.served.adapter != first.served.adapter]
+            batch = own[: self.limits.max_batch_size]
             self._pending = [job for job in self._pending if job not in batch]
         now = time.monotonic()
         for job in list(batch):
@@ -185,6 +200,11 @@ class TransformersEngine:
                 job.finish("cancelled" if job.cancelled.is_set() else "timeout", [])
                 batch.remove(job)
         return batch
+
+    def batch_key(self, job: Job) -> tuple:
+        """The job's own key (weights, sampling), and its adapter unless adapters mix in one batch."""
+        mixed = self.limits.mix_adapters and mixes_adapters(job.served.model)
+        return (*job.batch_key(), None if mixed else job.served.adapter)
 
     @torch.inference_mode()
     def _generate(self, jobs: list[Job]) -> None:
@@ -194,8 +214,14 @@ class TransformersEngine:
         decoding = first.decoding
         if decoding.sampled and decoding.seed is not None:
             torch.manual_seed(decoding.seed)  # reseeded from the OS below, so later requests stay random
-        with self._weights, adapter_active(model, first.served.adapter):
+        adapters = [job.served.adapter or BASE for job in jobs]
+        if len(set(adapters)) > 1:  # peft runs each row through its own adapter (or none) in one batch
+            weights, rows = nullcontext(), {"adapter_names": adapters}
+        else:
+            weights, rows = adapter_active(model, first.served.adapter), {}
+        with self._weights, weights, cpu_share().busy():
             model.generate(
+                **rows,
                 input_ids=input_ids,
                 attention_mask=attention,
                 max_new_tokens=max(job.decoding.max_new_tokens for job in jobs),
@@ -209,6 +235,15 @@ class TransformersEngine:
             torch.seed()
         for job in jobs:
             job.finish("length", job.ids)
+
+
+def mixes_adapters(model) -> bool:
+    """Whether rows for different adapters of this model can share a batch: peft's per-row
+    `adapter_names` serves LoRA adapters (their modules_to_save too), not DoRA."""
+    if not isinstance(model, PeftModel):
+        return False
+    configs = model.peft_config.values()
+    return all(c.peft_type == PeftType.LORA and not getattr(c, "use_dora", False) for c in configs)
 
 
 def adapter_active(model, adapter: str | None):
