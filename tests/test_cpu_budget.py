@@ -89,11 +89,22 @@ def test_overrides():
         decide(2, None, 1, {"TUNEFORGE_THREADS": "two"})
 
 
+def busy_elsewhere(folder: Path) -> subprocess.Popen:
+    """Another process that marks itself busy in `folder` and stays."""
+    script = (
+        "import os, sys, time; from pathlib import Path; from tuneforge.run.cpu import BusyFolder; "
+        "BusyFolder(Path(sys.argv[1])).mark(os.getpid()); print('ready', flush=True); time.sleep(60)"
+    )
+    other = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert other.stdout.readline().strip() == "ready"
+    return other
+
+
 def test_busy_processes_share_and_dead_ones_do_not_count(tmp_path):
     folder = BusyFolder(tmp_path / "busy")
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    threads = torch.get_num_threads()
+    other = busy_elsewhere(tmp_path / "busy")
     try:
-        folder.mark(other.pid)
         share = CpuShare(4, None, folder, {})
         assert share.budget.busy == 2 and share.budget.threads == 2  # the other one and this one
         with share.busy() as budget:
@@ -103,10 +114,30 @@ def test_busy_processes_share_and_dead_ones_do_not_count(tmp_path):
     finally:
         other.kill()
         other.wait()
-    assert folder.others(os.getpid()) == 0  # its file stayed, its process is gone: removed
+        torch.set_num_threads(threads)
+    assert folder.others(os.getpid()) == 0  # its file stayed, its lock went with it: removed
     assert not (tmp_path / "busy" / str(other.pid)).exists()
-    alone = CpuShare(4, None, folder, {})
-    assert alone.rebalance(force=True).threads == 4
+    assert CpuShare(4, None, folder, {}).budget.threads == 4
+
+
+def test_a_file_left_behind_does_not_count_even_when_its_pid_is_alive(tmp_path):
+    # killed with SIGKILL, its pid since reused by some other process: the file is there, nobody holds it
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / str(os.getppid())).touch()
+    assert BusyFolder(tmp_path / "busy").others(os.getpid()) == 0
+    assert not (tmp_path / "busy" / str(os.getppid())).exists()
+
+
+def test_a_folder_that_cannot_be_used_counts_no_one_and_fails_nothing(tmp_path):
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    share = CpuShare(2, None, BusyFolder(blocked / "busy"), {})
+    threads = torch.get_num_threads()
+    try:
+        with share.busy() as budget:
+            assert budget.busy == 1 and budget.threads == 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_nproc_siblings_count_before_they_are_busy(tmp_path):
@@ -131,7 +162,10 @@ def test_a_training_shows_its_budget_in_the_start_line_and_manifest(
     monkeypatch.setenv("TUNEFORGE_BUSY_DIR", str(tmp_path / "busy"))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("TUNEFORGE_THREADS", raising=False)
-    monkeypatch.setattr(cpu, "_SHARE", {})  # decided afresh, as at a process start, from this environment
+    monkeypatch.setattr(cpu, "_SHARE", {})
+    monkeypatch.setenv(
+        "RAYON_NUM_THREADS", "1"
+    )  # restored after the test: the CLI sets it once per process  # decided afresh, as at a process start, from this environment
     config = tmp_path / "c.yaml"
     config.write_text(
         f"model: {{name_or_path: {tiny_models('llama')}}}\ndata: {{path: {demo_files[0]}}}\n"

@@ -156,3 +156,22 @@ def test_a_long_streamed_answer_decodes_each_token_a_bounded_number_of_times(byt
     assert "".join(e.delta for e in events) == tokenizer.decode(ids, skip_special_tokens=True).strip()
     # decoding the whole answer at every step would be 2000 * 2001 / 2 = 2,001,000 ids: quadratic
     assert counting.decoded <= 6 * len(ids), counting.decoded
+
+
+class ByteTexts:
+    """Tokens as raw bytes, decoded the way byte-level tokenizers do (a split character shows as U+FFFD)."""
+
+    def __init__(self, pieces: list[bytes]):
+        self.pieces = pieces
+
+    def decode(self, ids, skip_special_tokens=True):
+        return b"".join(self.pieces[i] for i in ids).decode("utf-8", errors="replace")
+
+
+@pytest.mark.parametrize("end", ["eos", "budget"])
+def test_a_stop_in_a_piece_that_ends_in_half_a_character_is_still_cut(end):
+    encoder = type("Encoder", (), {"tokenizer": ByteTexts([b"hi", b"\nUser: \xc3", b"\xa9"])})()
+    served = Served("m", model=None, adapter=None, encoder=encoder, system_prompt=None, stop_ids=[99])
+    tokens, budget = ([0, 1, 99], 10) if end == "eos" else ([0, 1], 2)
+    _, events = run_job(served, tokens, ("\nUser:",), budget=budget)
+    assert "".join(e.delta for e in events) == "hi" and events[-1].finish_reason == "stop"

@@ -79,3 +79,13 @@ def test_adapters_share_batches_and_answer_as_they_do_alone(served, mix):
         assert mixed and max(len(batch) for batch in engine.batches) == 12, engine.batches
     else:
         assert not mixed, engine.batches
+
+
+@pytest.mark.parametrize(("batch", "expected"), [(4, ["a", "a", "a"]), (8, ["a", "a", "a", "b", "b", "b"])])
+def test_other_adapters_join_only_a_batch_the_oldest_adapter_fills_less_than_half(served, batch, expected):
+    alpha, beta = list(served)[:2]
+    engine = TransformersEngine(served, ServeConfig(max_batch_size=batch))  # not started: nothing generates
+    for name in (alpha, beta, alpha, beta, alpha, beta):
+        engine.submit(name, [1, 2, 3], Decoding(), lambda event: None)
+    taken = engine._take_batch()
+    assert ["a" if job.served.name == alpha else "b" for job in taken] == expected

@@ -116,7 +116,11 @@ class Job:
         if self.finished:
             return True
         self.finished = True
-        text = self.text()[:cut].rstrip() if cut is not None else self.text().rstrip()
+        text = self.text()
+        if cut is None:  # a stop may sit in the last piece, held back while it ended in half a character
+            cut = self.first_stop(text)
+            reason = "stop" if cut is not None and reason == "length" else reason
+        text = text[:cut].rstrip() if cut is not None else text.rstrip()
         self.sink(Event(text[self.sent :], reason, len(self.prompt_ids), len(produced), error))
         return True
 

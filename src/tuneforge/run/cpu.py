@@ -24,6 +24,7 @@ the pool as torch sized it, as tuneforge did before. bench/shared_cpu.py measure
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import tempfile
@@ -129,7 +130,7 @@ def decide(affinity: int, quota: float | None, busy: int, env: dict[str, str]) -
     if fixed:
         if fixed == "torch":
             return CpuBudget(affinity, quota, busy, None, OVERRIDE)
-        if not fixed.isdigit() or int(fixed) < 1:
+        if not (fixed.isascii() and fixed.isdigit()) or int(fixed) < 1:
             raise TuneforgeError(f"{OVERRIDE}={fixed!r}: give a number of threads (1 or more), or 'torch'")
         return CpuBudget(affinity, quota, busy, int(fixed), OVERRIDE)
     omp = env.get("OMP_NUM_THREADS", "").strip()
@@ -139,40 +140,72 @@ def decide(affinity: int, quota: float | None, busy: int, env: dict[str, str]) -
 
 
 class BusyFolder:
-    """The folder where each computing tuneforge process keeps a file named by its pid."""
+    """The folder where each computing tuneforge process keeps a file named by its pid, locked (flock) for
+    as long as it computes: the kernel drops the lock when the process dies, however it dies, so a file
+    left behind is never counted, even when its pid is reused. A folder that cannot be used (read-only,
+    another user's) counts no one else: the process then computes as if alone, and never fails for it."""
 
     def __init__(self, folder: Path | None = None):
-        default = Path(tempfile.gettempdir()) / f"tuneforge-busy-{os.getuid()}"
-        self.folder = folder or Path(os.environ.get("TUNEFORGE_BUSY_DIR", default))
+        self.folder = folder or busy_folder_path()
+        self._held: int | None = None  # this process's locked file
 
     def mark(self, pid: int) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / str(pid)).touch()
+        with suppress(OSError):
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # locked before it appears under its name, so no other process ever sees it unlocked
+            staging = self.folder / f".{pid}.new"
+            fd = os.open(staging, os.O_CREAT | os.O_WRONLY, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.replace(staging, self.folder / str(pid))
+            except OSError:
+                os.close(fd)
+                raise
+            self._held = fd
 
     def unmark(self, pid: int) -> None:
-        (self.folder / str(pid)).unlink(missing_ok=True)
+        with suppress(OSError):
+            (self.folder / str(pid)).unlink(missing_ok=True)
+        if self._held is not None:
+            os.close(self._held)
+            self._held = None
 
     def others(self, pid: int) -> int:
-        """Busy processes alive now besides `pid`; a file left by a process that died is removed."""
-        alive = 0
-        for entry in self.folder.glob("*") if self.folder.is_dir() else []:
-            if not entry.name.isdigit():
-                continue
-            if not pid_alive(int(entry.name)):
-                entry.unlink(missing_ok=True)
-            elif int(entry.name) != pid:
-                alive += 1
-        return alive
+        """Busy processes besides `pid`: files whose lock is held; unlocked ones are removed."""
+        try:
+            entries = [e for e in self.folder.iterdir() if e.name.isascii() and e.name.isdigit()]
+        except OSError:
+            return 0
+        return sum(1 for entry in entries if entry.name != str(pid) and held(entry))
 
 
-def pid_alive(pid: int) -> bool:
+def held(entry: Path) -> bool:
+    """Whether a process holds the file's lock; a file nobody holds is removed (its process ended)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(entry, os.O_RDONLY)
+    except OSError:
         return False
-    except PermissionError:  # someone else's process holds the pid now: still a process
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
         return True
-    return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also releases the shared lock just taken
+    with suppress(OSError):
+        entry.unlink()
+    return False
+
+
+def busy_folder_path() -> Path:
+    """TUNEFORGE_BUSY_DIR, else a folder of this user's in the temp folder."""
+    if os.environ.get("TUNEFORGE_BUSY_DIR"):
+        return Path(os.environ["TUNEFORGE_BUSY_DIR"])
+    try:
+        return Path(tempfile.gettempdir()) / f"tuneforge-busy-{os.getuid()}"
+    except FileNotFoundError:  # no usable temp folder: nowhere to meet the others
+        return Path(os.devnull)
 
 
 class CpuShare:
@@ -224,8 +257,8 @@ class CpuShare:
         if force or now - self._checked >= REBALANCE_EVERY_S:
             self._checked = now
             self.budget = decide(self.affinity, self.quota, self.peers(), self.env)
-            if self.budget.threads is not None:
-                set_torch_threads(self.budget.threads)
+        if self.budget.threads is not None:  # every call: torch's setting is per thread
+            set_torch_threads(self.budget.threads)
         return self.budget
 
 

@@ -202,9 +202,11 @@ class TransformersEngine:
         return batch
 
     def batch_key(self, job: Job) -> tuple:
-        """The job's own key (weights, sampling), and its adapter unless adapters mix in one batch."""
+        """The job's own key (weights, sampling), its stop and pad ids (a batch generates with its first
+        row's), and its adapter unless adapters mix in one batch."""
         mixed = self.limits.mix_adapters and mixes_adapters(job.served.model)
-        return (*job.batch_key(), None if mixed else job.served.adapter)
+        ends = (tuple(job.served.stop_ids), job.served.encoder.tokenizer.pad_token_id)
+        return (*job.batch_key(), *ends, None if mixed else job.served.adapter)
 
     @torch.inference_mode()
     def _generate(self, jobs: list[Job]) -> None:
