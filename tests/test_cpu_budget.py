@@ -171,7 +171,11 @@ def test_a_training_shows_its_budget_in_the_start_line_and_manifest(
         f"model: {{name_or_path: {tiny_models('llama')}}}\ndata: {{path: {demo_files[0]}}}\n"
         "train: {max_steps: 2, batch_size: 2, max_length: 64}\n"
     )
-    result = CliRunner().invoke(app, ["train", str(config), "--output-dir", str(tmp_path / "run")])
+    threads = torch.get_num_threads()
+    try:
+        result = CliRunner().invoke(app, ["train", str(config), "--output-dir", str(tmp_path / "run")])
+    finally:  # the budget set this process's threads; the suite's other tests keep the worker's own
+        torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     printed = result.output + capsys.readouterr().out  # the CLI's console may hold the real stdout
     line = re.search(
