@@ -185,3 +185,16 @@ def test_a_training_shows_its_budget_in_the_start_line_and_manifest(
     budget = json.loads((tmp_path / "run" / "manifest.json").read_text())["hardware"]["cpu_budget"]
     assert budget["source"] == "auto" and budget["threads"] == budget["usable"] // budget["busy"]
     assert int(line[1]) == budget["usable"] // int(line[3]) and int(line[2]) == budget["usable"]
+
+
+def test_the_affinity_mask_limits_the_usable_cpus(tmp_path):
+    """A process pinned to one CPU (as `taskset -c 0` or a container's cpuset does) gets one thread."""
+    script = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from tuneforge.run.cpu import CpuShare; b = CpuShare.for_this_process().budget; "
+        "print(b.affinity, b.threads)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "TUNEFORGE_THREADS")}
+    env["TUNEFORGE_BUSY_DIR"] = str(tmp_path / "busy")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"], out.stdout + out.stderr
