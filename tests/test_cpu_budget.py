@@ -198,3 +198,12 @@ def test_the_affinity_mask_limits_the_usable_cpus(tmp_path):
     env["TUNEFORGE_BUSY_DIR"] = str(tmp_path / "busy")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1"], out.stdout + out.stderr
+
+
+def test_a_bad_override_is_one_clear_error_not_a_traceback(monkeypatch):
+    monkeypatch.setenv("TUNEFORGE_THREADS", "two")
+    monkeypatch.setattr(cpu, "_SHARE", {})
+    result = CliRunner().invoke(app, ["runs"])
+    assert result.exit_code == 2, result.output
+    assert "TUNEFORGE_THREADS='two': give a number of threads" in result.output
+    assert "Traceback" not in result.output

@@ -43,7 +43,8 @@ def main(
     # there, lines may be as long as their content.
     console.width = None if console.is_terminal or console.is_jupyter else LOG_WIDTH
     quiet_third_party_noise()
-    cpu_share().prepare_process()  # before torch or tokenizers start their thread pools
+    with user_errors():  # a bad TUNEFORGE_THREADS is the user's to fix
+        cpu_share().prepare_process()  # before torch or tokenizers start their thread pools
     if rank_tag():  # under torchrun only rank 0 talks; the others report their own errors only
         console.quiet = True
         warnings.simplefilter("ignore")
