@@ -95,7 +95,7 @@ def cgroup_quota(root: Path = Path("/sys/fs/cgroup"), own: Path = Path("/proc/se
         if controllers == "":  # v2: one hierarchy, cpu.max holds "quota period" or "max period"
             quotas += [v2_quota(folder / "cpu.max") for folder in ancestors(root, path)]
         elif "cpu" in controllers.split(","):
-            for mount in (root / controllers, root / "cpu", root / "cpu,cpuacct"):
+            for mount in dict.fromkeys((root / controllers, root / "cpu", root / "cpu,cpuacct")):
                 quotas += [v1_quota(folder) for folder in ancestors(mount, path)]
     found = [q for q in quotas if q is not None]
     return min(found) if found else None
@@ -243,8 +243,8 @@ class CpuShare:
             self._depth += 1
             if self._depth == 1:
                 self.folder.mark(os.getpid())
-        try:
-            yield self.rebalance(force=True)
+        try:  # counted afresh at most once a second: a server enters this for every batch
+            yield self.rebalance()
         finally:
             with self._lock:
                 self._depth -= 1
