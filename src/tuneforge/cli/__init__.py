@@ -1,5 +1,5 @@
 """Command line: `tuneforge train | data | plan | generate | eval | runs | compare | export | chat | app |
-serve`, and `tuneforge --version`.
+serve | studio`, and `tuneforge --version`.
 
 The CLI is where the stages meet: it loads the whole run config and hands each stage its part. Each
 command parses its options and calls one stage function; the commands live in one module per area

@@ -1,4 +1,5 @@
-"""Commands that use a trained model: chat (terminal), app (Gradio), serve (OpenAI-compatible HTTP)."""
+"""Commands that use a trained model: chat (terminal), app (Gradio), serve (OpenAI-compatible HTTP); and
+studio, the web app over every stage."""
 
 from __future__ import annotations
 
@@ -104,5 +105,41 @@ def serve(
             overrides=set_,
             trust_remote_code=trust_remote_code,
             allow_base_change=allow_base_change,
+            console=console,
+        )
+
+
+@app.command()
+def studio(
+    runs: Path = typer.Option(
+        Path("runs"), "--runs", help="The folder of run directories (inside the workspace)."
+    ),
+    workspace: Path = typer.Option(
+        Path("."), "--workspace", help="The one folder the studio reads and writes (default: this one)."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", help="Interface to bind; anything beyond this machine needs --auth."
+    ),
+    port: int = typer.Option(7861, min=1, max=65535, help="Port."),
+    auth: str | None = typer.Option(
+        None,
+        "--auth",
+        help="Ask for this login: USER:PASSWORD. It shows in `ps`: prefer $TUNEFORGE_APP_AUTH or --auth-file.",
+    ),
+    auth_file: Path | None = typer.Option(
+        None, "--auth-file", help="A file of logins, one USER:PASSWORD a line (keep it private)."
+    ),
+) -> None:
+    """A web app to set up, check, launch, watch, evaluate, export and chat with fine-tunes."""
+    from tuneforge.studio.app import run_studio
+
+    with user_errors():
+        run_studio(
+            workspace=workspace,
+            runs=runs,
+            host=host,
+            port=port,
+            auth=auth,
+            auth_file=auth_file,
             console=console,
         )

@@ -62,26 +62,32 @@ def fmt(value) -> str:
     return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+RUN_COLUMNS = ("run", "model", "data", "method", "r", "steps", "held-out loss", "main metric", "status")
+
+
+def run_row(run: RunSummary) -> list[str]:
+    """One run as `tuneforge runs` and the studio's Runs page list it (RUN_COLUMNS)."""
+    data, lora = run.config.get("data", {}), run.config.get("lora", {})
+    metric = f"{run.main_metric} {run.figures[run.main_metric]:.2f}" if run.main_metric in run.figures else ""
+    return [
+        str(run.path),
+        str(run.config.get("model", {}).get("name_or_path", "")),
+        str(data.get("path") or f"mix of {len(data.get('mix', []))}"),
+        str(lora.get("method", "")),
+        fmt(lora.get("r")) if lora.get("method") == "lora" else "",
+        fmt(run.steps),
+        fmt(run.heldout_loss),
+        metric,
+        run.status,
+    ]
+
+
 def show_runs(console: Console, runs: list[RunSummary]) -> None:
     table = Table(title=f"{len(runs)} runs")
-    for column in ("run", "model", "data", "method", "r", "steps", "held-out loss", "main metric", "status"):
+    for column in RUN_COLUMNS:
         table.add_column(column)
     for run in runs:
-        data, lora = run.config.get("data", {}), run.config.get("lora", {})
-        metric = (
-            f"{run.main_metric} {run.figures[run.main_metric]:.2f}" if run.main_metric in run.figures else ""
-        )
-        table.add_row(
-            str(run.path),
-            str(run.config.get("model", {}).get("name_or_path", "")),
-            str(data.get("path") or f"mix of {len(data.get('mix', []))}"),
-            str(lora.get("method", "")),
-            fmt(lora.get("r")) if lora.get("method") == "lora" else "",
-            fmt(run.steps),
-            fmt(run.heldout_loss),
-            metric,
-            run.status,
-        )
+        table.add_row(*run_row(run))
     console.print(table)
 
 

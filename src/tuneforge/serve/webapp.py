@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import errno
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -59,60 +60,73 @@ def plain(history: list[dict]) -> list[dict]:
 def build_app(engine: Engine):
     import gradio as gr
 
-    names = list(engine.served)
-    tuned_names = [n for n in names if engine.served[n].base_name] or names
-
-    def respond(message, tuned_history, base_history, name, compare, temperature, top_p, max_tokens):
-        if not message.strip():
-            yield "", tuned_history, base_history
-            return
-        tuned_history, base_history = plain(tuned_history), plain(base_history)
-        base_name = engine.served[name].base_name if compare else None
-        decoding = Decoding(
-            max_new_tokens=int(max_tokens), temperature=float(temperature), top_p=float(top_p)
-        )
-        user = {"role": "user", "content": message}
-        # The base is prompted as the tuned model is (its template and system prompt), as eval does.
-        jobs = {name: engine.chat_ids(name, [*tuned_history, user])}
-        if base_name:
-            jobs[base_name] = engine.chat_ids(name, [*base_history, user])
-        for texts in stream_pair(engine, jobs, decoding):
-            tuned = [*tuned_history, user, {"role": "assistant", "content": texts[name]}]
-            base = (
-                [*base_history, user, {"role": "assistant", "content": texts[base_name]}]
-                if base_name
-                else base_history
-            )
-            yield "", tuned, base
-
     with gr.Blocks(title="tuneforge") as app:
         gr.Markdown("## tuneforge chat")
-        with gr.Row():
-            model = gr.Dropdown(names, value=tuned_names[0], label="Model", elem_id="model")
-            compare = gr.Checkbox(
-                False, label="Base vs tuned (answers with the model's base too)", elem_id="compare"
-            )
-        with gr.Row():
-            temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature (0: greedy)")
-            top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Top p")
-            max_tokens = gr.Slider(
-                1,
-                engine.limits.max_new_tokens,
-                value=min(128, engine.limits.max_new_tokens),
-                step=1,
-                label="Max new tokens",
-            )
-        with gr.Row():
-            tuned_chat = gr.Chatbot(label="Model", elem_id="tuned-chat")
-            base_chat = gr.Chatbot(label="Base", visible=False, elem_id="base-chat")
-        message = gr.Textbox(label="Message", placeholder="Type a message and press Enter", elem_id="message")
-        clear = gr.Button("Clear")
-        inputs = [message, tuned_chat, base_chat, model, compare, temperature, top_p, max_tokens]
-        answering = message.submit(respond, inputs, [message, tuned_chat, base_chat])
-        compare.change(lambda on: gr.update(visible=on), compare, base_chat)
-        for control in (clear.click, model.change):  # a new model or a clear stops the answer being written
-            control(lambda: ([], []), None, [tuned_chat, base_chat], cancels=[answering])
+        chat_panel(lambda: engine, engine.limits.max_new_tokens)
     return app
+
+
+def respond(current, message, tuned_history, base_history, name, compare, temperature, top_p, max_tokens):
+    """One chat turn, streamed: the tuned model's answer and, with `compare`, its base's to the same prompt."""
+    engine = current()
+    if not message.strip() or engine is None or name not in engine.served:
+        yield "", tuned_history, base_history
+        return
+    tuned_history, base_history = plain(tuned_history), plain(base_history)
+    base_name = engine.served[name].base_name if compare else None
+    decoding = Decoding(max_new_tokens=int(max_tokens), temperature=float(temperature), top_p=float(top_p))
+    user = {"role": "user", "content": message}
+    # The base is prompted as the tuned model is (its template and system prompt), as eval does.
+    jobs = {name: engine.chat_ids(name, [*tuned_history, user])}
+    if base_name:
+        jobs[base_name] = engine.chat_ids(name, [*base_history, user])
+    for texts in stream_pair(engine, jobs, decoding):
+        tuned = [*tuned_history, user, {"role": "assistant", "content": texts[name]}]
+        base = (
+            [*base_history, user, {"role": "assistant", "content": texts[base_name]}]
+            if base_name
+            else base_history
+        )
+        yield "", tuned, base
+
+
+def chat_panel(current: Callable[[], Engine | None], max_new_tokens: int):
+    """The chat's controls inside the Blocks being built: model picker, base-vs-tuned switch, decoding
+    settings, the two chats. `current()` is the engine answering (the studio swaps it as the user loads
+    another run); returns the model picker, whose choices follow the engine."""
+    import gradio as gr
+
+    engine = current()
+    names = list(engine.served) if engine else []
+    tuned_names = [n for n in names if engine.served[n].base_name] or names
+
+    with gr.Row():
+        model = gr.Dropdown(names, value=tuned_names[0] if names else None, label="Model", elem_id="model")
+        compare = gr.Checkbox(
+            False, label="Base vs tuned (answers with the model's base too)", elem_id="compare"
+        )
+    with gr.Row():
+        temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature (0: greedy)")
+        top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Top p")
+        max_tokens = gr.Slider(
+            1,
+            max_new_tokens,
+            value=min(128, max_new_tokens),
+            step=1,
+            label="Max new tokens",
+            elem_id="max-tokens",
+        )
+    with gr.Row():
+        tuned_chat = gr.Chatbot(label="Model", elem_id="tuned-chat")
+        base_chat = gr.Chatbot(label="Base", visible=False, elem_id="base-chat")
+    message = gr.Textbox(label="Message", placeholder="Type a message and press Enter", elem_id="message")
+    clear = gr.Button("Clear")
+    inputs = [message, tuned_chat, base_chat, model, compare, temperature, top_p, max_tokens]
+    answering = message.submit(partial(respond, current), inputs, [message, tuned_chat, base_chat])
+    compare.change(lambda on: gr.update(visible=on), compare, base_chat)
+    for control in (clear.click, model.change):  # a new model or a clear stops the answer being written
+        control(lambda: ([], []), None, [tuned_chat, base_chat], cancels=[answering])
+    return model
 
 
 def run_app(

@@ -1,5 +1,6 @@
 """Trainer callbacks: progress (a bar on a terminal, lines in a log), one JSON line per log event in
-metrics.jsonl, and the CPU share kept current between steps (run/cpu.py)."""
+metrics.jsonl, the total step count in manifest.json (for watchers: the studio's step of total and ETA),
+and the CPU share kept current between steps (run/cpu.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from transformers import TrainerCallback
 
 from tuneforge.progress import Phase
 from tuneforge.run.cpu import CpuShare
+from tuneforge.run.manifest import write_manifest
 from tuneforge.run.metrics import append_metrics
 
 
@@ -24,6 +26,17 @@ class MetricsFileCallback(TrainerCallback):
         if state.is_world_process_zero and logs:
             record = {"step": state.global_step, "epoch": state.epoch, "time": time.time(), **logs}
             append_metrics(self.path, record)
+
+
+class TotalStepsCallback(TrainerCallback):
+    """Once the Trainer knows how many steps the run takes, manifest.json says it (`total_steps`)."""
+
+    def __init__(self, manifest: Path):
+        self.manifest = manifest
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            write_manifest(self.manifest, {"total_steps": state.max_steps})
 
 
 class CpuShareCallback(TrainerCallback):

@@ -45,7 +45,7 @@ from tuneforge.run.metrics import keep_metrics_up_to, read_metrics
 from tuneforge.run.plots import plot_loss
 from tuneforge.run.processes import barrier, join_process_group, main_process, world_size
 from tuneforge.run.space import disk_full_error
-from tuneforge.train.callbacks import CpuShareCallback, close_progress
+from tuneforge.train.callbacks import CpuShareCallback, TotalStepsCallback, close_progress
 from tuneforge.train.distributed import Layout, check_strategy, resolve_strategy
 from tuneforge.train.guards import GracefulStop, StopBeforeTraining, all_trained_finite
 from tuneforge.train.methods import check_method, recipe_for, unread_sections
@@ -114,7 +114,12 @@ def run_finetune(
             )
             if resume:
                 check_same_global_batch(run, layout)
-            callbacks = [stop, CpuShareCallback(cpu_share()), *extra_callbacks]
+            callbacks = [
+                stop,
+                CpuShareCallback(cpu_share()),
+                TotalStepsCallback(run.manifest),
+                *extra_callbacks,
+            ]
             recipe.before_start(config, run, bundle, data, resume)
             trainer = recipe.assemble(config, bundle, data, run, callbacks, console, resume)
         except BaseException:
