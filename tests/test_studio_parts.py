@@ -11,6 +11,7 @@ import pytest
 
 from tuneforge.config.loading import validate_config
 from tuneforge.errors import TuneforgeError
+from tuneforge.studio.app import studio_logins
 from tuneforge.studio.form import RunForm
 from tuneforge.studio.jobs import stop_run
 from tuneforge.studio.watch import curves, eta
@@ -125,3 +126,15 @@ def test_another_interface_without_a_login_is_refused(tmp_path):
     said = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 2, said
     assert "--host 0.0.0.0 lets other machines connect" in said and "--auth" in said
+
+
+def test_a_login_is_user_and_password_or_a_bare_token(monkeypatch):
+    monkeypatch.delenv("TUNEFORGE_APP_AUTH", raising=False)
+    assert studio_logins(None, None) is None
+    assert studio_logins("me:secret", None) == [("me", "secret")]
+    check = studio_logins("s3cret-token", None)
+    assert check("anyone", "s3cret-token") and not check("anyone", "s3cret") and not check("x", "")
+    monkeypatch.setenv("TUNEFORGE_APP_AUTH", "env-token")
+    assert studio_logins(None, None)("u", "env-token")
+    with pytest.raises(TuneforgeError, match="--auth is empty"):
+        studio_logins("  ", None)

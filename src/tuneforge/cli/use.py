@@ -124,7 +124,8 @@ def studio(
     auth: str | None = typer.Option(
         None,
         "--auth",
-        help="Ask for this login: USER:PASSWORD. It shows in `ps`: prefer $TUNEFORGE_APP_AUTH or --auth-file.",
+        help="Ask for this login: USER:PASSWORD, or a TOKEN (any user name, the token as password). It shows "
+        "in `ps`: prefer $TUNEFORGE_APP_AUTH or --auth-file.",
     ),
     auth_file: Path | None = typer.Option(
         None, "--auth-file", help="A file of logins, one USER:PASSWORD a line (keep it private)."

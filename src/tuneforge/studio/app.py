@@ -1,6 +1,6 @@
 """`tuneforge studio`: the Blocks (a run picker above the pages) and the launch, safe by default: it binds
-127.0.0.1; another interface needs a login (`--auth USER:PASSWORD`, `--auth-file`, $TUNEFORGE_APP_AUTH)
-and is refused without one; no share link; every path stays inside the workspace, which becomes the
+127.0.0.1; another interface needs a login (`--auth USER:PASSWORD` or `--auth TOKEN`, `--auth-file`,
+$TUNEFORGE_APP_AUTH) and is refused without one; no share link; every path stays inside the workspace, which becomes the
 working directory (so the configs' relative paths mean the same to the studio and its child processes).
 
     tuneforge studio --runs runs --port 7861
@@ -9,7 +9,9 @@ working directory (so the configs' relative paths mean the same to the studio an
 from __future__ import annotations
 
 import errno
+import hmac
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -57,15 +59,35 @@ def build_studio(workspace: Workspace) -> gr.Blocks:
             with gr.Tab("Chat", id="chat"):
                 ChatPage(workspace).build()
             with gr.Tab("Compare", id="compare"):
-                results.build_compare(runs)
+                pickers = [run_choice, *results.build_compare(runs)]
 
-        def refresh_choices(current: str | None):
-            # the runs a terminal started appear too; an unchanged list leaves the picker alone
+        known = gr.State(runs)  # per browser tab: the list its picker shows
+
+        def refresh_choices(shown: list[str], *current: str | None):
+            # the runs a terminal started appear too; an unchanged list leaves the pickers alone
             found = workspace.run_dirs()
-            return gr.skip() if found == runs else gr.Dropdown(choices=found, value=current)
+            if found == shown:
+                return [gr.skip()] * (len(pickers) + 1)
+            return [found, *(gr.Dropdown(choices=found, value=value) for value in current)]
 
-        gr.Timer(RUN_LIST_REFRESH_S).tick(refresh_choices, run_choice, run_choice, show_progress="hidden")
+        timer = gr.Timer(RUN_LIST_REFRESH_S)
+        timer.tick(refresh_choices, [known, *pickers], [known, *pickers], show_progress="hidden")
+
     return studio
+
+
+def studio_logins(auth: str | None, auth_file: Path | None) -> list[tuple[str, str]] | Callable | None:
+    """Logins as `tuneforge app` takes them (USER:PASSWORD from --auth, --auth-file or $TUNEFORGE_APP_AUTH),
+    or a bare token (no colon): then any user name, and the token as the password."""
+    given = (
+        auth if auth is not None else (os.environ.get(APP_AUTH_ENV) or None if auth_file is None else None)
+    )
+    if given is not None and not given.strip():
+        raise TuneforgeError("--auth is empty; give USER:PASSWORD or a token")
+    if given and ":" not in given:
+        token = given.strip().encode()
+        return lambda user, password: hmac.compare_digest(password.encode(), token)
+    return read_app_logins(auth, auth_file) or None
 
 
 def run_studio(
@@ -79,9 +101,11 @@ def run_studio(
     console: Console,
 ) -> None:
     """Until it is stopped. Runs it started go on after it stops."""
-    logins = read_app_logins(auth, auth_file)
+    logins = studio_logins(auth, auth_file)
     check_exposure(
-        host, bool(logins), f"pass --auth USER:PASSWORD (or --auth-file PATH, or set ${APP_AUTH_ENV})"
+        host,
+        bool(logins),
+        f"pass --auth USER:PASSWORD or --auth TOKEN (or --auth-file PATH, or set ${APP_AUTH_ENV})",
     )
     check_port(host, port)
     space = Workspace.open(workspace, runs)
@@ -94,7 +118,7 @@ def run_studio(
         build_studio(space).queue(default_concurrency_limit=4).launch(
             server_name=host,
             server_port=port,
-            auth=logins or None,
+            auth=logins,
             share=False,  # said outright: GRADIO_SHARE=True in the environment would open a public link
             quiet=True,
             allowed_paths=[str(space.root)],

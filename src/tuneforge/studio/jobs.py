@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -67,7 +68,10 @@ def stop_run(run_dir: Path) -> int:
     if not is_locked(run_dir):
         raise TuneforgeError(f"{run_dir} is not training; nothing to stop")
     try:
-        pid = int(json.loads((run_dir / LOCK_NAME).read_text())["pid"])
+        holder = json.loads((run_dir / LOCK_NAME).read_text())
+        if holder["host"] != socket.gethostname():  # a shared disk: that pid is another machine's
+            raise TuneforgeError(f"{run_dir} trains on {holder['host']}; stop it there (Ctrl-C)")
+        pid = int(holder["pid"])
         os.kill(pid, signal.SIGINT)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise TuneforgeError(f"cannot signal the process training {run_dir}: {exc}") from None

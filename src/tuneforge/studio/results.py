@@ -117,7 +117,8 @@ class ResultPages:
             export_verdict(folder) if code == 0 else f"⛔ the export failed (exit {code}): see the console",
         )
 
-    def build_compare(self, runs: list[str]) -> None:
+    def build_compare(self, runs: list[str]) -> list[gr.Dropdown]:
+        """Returns the two run pickers (the studio keeps their lists current)."""
         with gr.Row():
             a = gr.Dropdown(runs, label="Run A", elem_id="compare-a", allow_custom_value=True)
             b = gr.Dropdown(runs, label="Run B", elem_id="compare-b", allow_custom_value=True)
@@ -128,6 +129,7 @@ class ResultPages:
         )
         figures = gr.Dataframe(headers=["figure", "A", "B", "B - A"], label="held-out figures")
         go.click(self.compare, [a, b], [note, keys, figures])
+        return [a, b]
 
     def compare(self, a: str | None, b: str | None):
         try:
