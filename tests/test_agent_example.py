@@ -54,7 +54,7 @@ def test_the_tuned_model_calls_the_tool_the_request_needs(evaluation):
     # The random base writes no call (0%). Every row offers all five tools and each tool ends 7 to 14 of
     # the held-out rows, so naming one tool every time is right in at most 14 of the 52 rows that end in a
     # call (27%): above 35% the request was read. Its arguments are not learned in this budget
-    # (tool_call_exact_match stays at 0; README, "Tool calls and reasoning traces").
+    # (tool_call_exact_match stays at 0; docs/howto/tool-calls.md).
     assert base["tool_name_match"] == 0.0 and base["tool_call_exact_match"] == 0.0
     assert tuned["tool_name_match"] >= 35.0, tuned
 

@@ -19,6 +19,7 @@ from conftest import quick_config, write_jsonl
 from typer.testing import CliRunner
 
 from tuneforge.cli import app
+from tuneforge.train import run as train_run
 from tuneforge.train.run import run_finetune
 
 runner = CliRunner()
@@ -92,7 +93,7 @@ def test_an_unexpected_error_is_one_message_and_exit_1(world, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("something no check foresaw")
 
-    monkeypatch.setattr("tuneforge.train.run.run_finetune", broken)
+    monkeypatch.setattr(train_run, "run_finetune", broken)
     result = runner.invoke(app, ["train", world.config(), "--output-dir", str(world.tmp / "run")])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "RuntimeError: something no check foresaw" in result.output and "--debug" in result.output

@@ -63,12 +63,12 @@ def test_every_example_validates(path):
     assert (config.data.format != "auto") == stated, "examples state their data shape"
 
 
-def test_readme_config_reference_is_current():
+def test_the_config_reference_page_is_current():
     from tuneforge.config.reference import render, section_in
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "reference" / "config.md").read_text()
     assert section_in(readme) == render(), (
-        "refresh it: python -m tuneforge.config.reference --write README.md"
+        "refresh it: python -m tuneforge.config.reference --write docs/reference/config.md"
     )
 
 

@@ -26,6 +26,7 @@ from tuneforge.model.load import load_tokenizer
 from tuneforge.run.checkpoints import seal
 from tuneforge.run.directory import RunDir
 from tuneforge.run.space import disk_full_error
+from tuneforge.train import run as train_run
 
 runner = CliRunner()
 
@@ -213,7 +214,7 @@ def test_a_file_fault_no_check_foresaw_is_still_a_user_error(tmp_path, monkeypat
     def broken(*args, **kwargs):
         raise raised
 
-    monkeypatch.setattr("tuneforge.train.run.run_finetune", broken)
+    monkeypatch.setattr(train_run, "run_finetune", broken)
     config = tmp_path / "c.yaml"
     config.write_text("model: {name_or_path: m}\ndata: {path: d.jsonl}\n")
     result = runner.invoke(app, ["train", str(config), "--output-dir", str(tmp_path / "run")])
@@ -231,7 +232,7 @@ def test_a_full_disk_under_another_error_is_named(tmp_path, monkeypatch):
         except OSError as exc:
             raise ValueError("could not save") from exc
 
-    monkeypatch.setattr("tuneforge.train.run.run_finetune", broken)
+    monkeypatch.setattr(train_run, "run_finetune", broken)
     config = tmp_path / "c.yaml"
     config.write_text("model: {name_or_path: m}\ndata: {path: d.jsonl}\n")
     result = runner.invoke(app, ["train", str(config)])

@@ -70,6 +70,10 @@ class Phase:
                 TimeRemainingColumn(),
                 console=self.console,
                 transient=True,
+                # In Jupyter, rich's stream redirection writes a library's warning back through the console
+                # it redirects without end (RecursionError); there the warning simply prints above the bar.
+                redirect_stdout=not self.console.is_jupyter,
+                redirect_stderr=not self.console.is_jupyter,
             )
             self.bar.start()
             self.bar.add_task(self.label, total=self.total, completed=self.done, note=self.note)

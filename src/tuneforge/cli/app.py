@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tuneforge import __version__
 from tuneforge.errors import TuneforgeError, os_fault
 from tuneforge.run.cpu import cpu_share
+from tuneforge.version import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune causal LMs with LoRA / QLoRA.")
 console = Console()

@@ -2,7 +2,7 @@
 
 Each process runs the same `tuneforge train` command (without --nproc) with RANK, LOCAL_RANK and
 WORLD_SIZE set; rank 0 owns the run directory (tuneforge.run.processes). For several nodes, call torchrun
-or `accelerate launch` yourself (README, "More than one GPU").
+or `accelerate launch` yourself (docs/scaling-out.md, "More than one GPU").
 """
 
 from __future__ import annotations

@@ -59,5 +59,5 @@ class PreflightConfig(Section):
         ge=0,
         le=1,
         description="Allowed share of samples whose training prompt differs from the inference prompt (the "
-        "boundary rule in the README: a few answers that start with unusual whitespace are expected).",
+        "boundary rule in docs/concepts/encoder.md: a few answers that start with unusual whitespace are expected).",
     )

@@ -1,7 +1,7 @@
 """Render the config reference (every section, key, type, default and description) as Markdown.
 
 python -m tuneforge.config.reference                   # print it
-python -m tuneforge.config.reference --write README.md  # refresh the README between its markers
+python -m tuneforge.config.reference --write docs/reference/config.md  # refresh the page between its markers
 """
 
 from __future__ import annotations

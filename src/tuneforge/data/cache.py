@@ -30,10 +30,10 @@ from datasets import (
 )
 from transformers import PreTrainedTokenizerBase
 
-from tuneforge import __version__
 from tuneforge.config.schema import DataConfig
 from tuneforge.data.sources import sha256
 from tuneforge.errors import DISK_FULL, free_space, megabytes
+from tuneforge.version import __version__
 
 CACHE_FORMAT = 5  # bump when encode.py, tokenize.py, a track or the entry's layout change what is stored
 CHECKLIST = "files.json"  # every file of an entry with its size and sha256, checked before it is used

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tuneforge import __version__
 from tuneforge.config.loading import with_overrides
 from tuneforge.config.schema import EvalConfig
 from tuneforge.errors import TuneforgeError
@@ -30,6 +29,7 @@ from tuneforge.run.checkpoints import checkpoint_dirs, problem, step_of
 from tuneforge.run.directory import RunDir
 from tuneforge.run.files import write_atomically
 from tuneforge.run.manifest import now, read_manifest
+from tuneforge.version import __version__
 
 
 @dataclass

@@ -24,7 +24,6 @@ from typing import get_args
 import torch
 from rich import get_console
 
-from tuneforge import __version__
 from tuneforge.config.loading import load_config
 from tuneforge.errors import TuneforgeError
 from tuneforge.export.card import model_card
@@ -46,6 +45,7 @@ from tuneforge.export.options import DTYPE_CHOICES, ExportOptions
 from tuneforge.infer.load import EXPORT_CONFIG, EXPORT_INFO, LoadedRun, check_finished, load_run
 from tuneforge.progress import Phase
 from tuneforge.run.directory import RunDir, check_not_protected
+from tuneforge.version import __version__
 
 
 def check_options(options: ExportOptions) -> None:

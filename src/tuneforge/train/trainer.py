@@ -2,7 +2,7 @@
 
 We use the plain Trainer, not TRL's SFTTrainer: tokenization and masking are ours (data/encode.py),
 and TRL 1.x adds a per-step fused LM head that also computes full-vocabulary entropy, which on CPU
-measured about 2x slower for the same job (see bench/ and the README).
+measured about 2x slower for the same job (see bench/ and docs/concepts/selective-loss.md).
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def build_trainer(
     trainer.remove_callback(PrinterCallback)  # our rich progress replaces the raw dict printer
     trainer.scorer = scorer
     # Only with a frozen head. A trainable head gains little (each chunk is recomputed for the head's
-    # gradient), and on the quickstart its runs scattered worse in 3 of 4 (README, "No logits where
+    # gradient), and on the quickstart its runs scattered worse in 3 of 4 (docs/concepts/selective-loss.md, "No logits where
     # nothing trains"): rounding-level differences amplified, no defect found; the reference path stays.
     head = causal_lm(model).get_output_embeddings()
     trainer.selective = selective and supports_selective_loss(model) and frozen_linear(head)
