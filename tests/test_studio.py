@@ -25,6 +25,7 @@ from test_serve import free_port
 
 from tuneforge.run.checkpoints import checkpoint_dirs, problem
 from tuneforge.run.lock import is_locked
+from tuneforge.studio.jobs import stop_run
 from tuneforge_dev.demo_data import write_demo_dataset
 from tuneforge_dev.live_server import wait_until_up
 from tuneforge_dev.tiny_model import build_tiny_model
@@ -173,7 +174,7 @@ def test_the_studio_walks_a_fine_tune_from_setup_to_export(workspace, tmp_path):
             page.locator("#resume").click()
             wait_text(page, "#run-action", "Resuming")
             browser.close()
-        log, deadline = workspace / "studio" / "logs" / "runs_ui-run.log", time.monotonic() + 120
+        log, deadline = workspace / "studio" / "logs" / "runs%2Fui-run.log", time.monotonic() + 120
         while not (is_locked(run_dir) and "resuming from" in log.read_text()):
             assert time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.2)
@@ -207,6 +208,8 @@ def test_the_studio_walks_a_fine_tune_from_setup_to_export(workspace, tmp_path):
         if studio.poll() is None:
             studio.terminate()
             studio.wait(timeout=30)
+        if is_locked(run_dir):  # a failed walk leaves no training behind
+            stop_run(run_dir)
 
 
 def after_resume(page, workspace: Path, tmp_path: Path) -> None:

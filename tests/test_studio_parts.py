@@ -42,6 +42,19 @@ def test_paths_outside_the_workspace_are_refused(ws, tmp_path):
         RunForm(base="/etc", data="data/train.jsonl").config(ws)
     with pytest.raises(TuneforgeError, match="Template .* is outside"):
         RunForm(base="org/model", data="data/train.jsonl", template="../x.jinja").config(ws)
+    # the extra settings name files too: every path of the finished config is checked
+    for extra in (
+        "data.eval_path=/etc/passwd",
+        "data.path=../secret.jsonl",
+        "model.adapter=/tmp",
+        "data.mix=[{path: ../secret.jsonl}]",
+        "grpo.rewards=[{kind: python, file: /tmp/evil.py, function: f}]",
+        "data.template=/tmp/t.jinja",
+    ):
+        with pytest.raises(TuneforgeError, match="outside the workspace"):
+            RunForm(base="org/model", data="data/train.jsonl", extra=extra).config(ws)
+    with pytest.raises(TuneforgeError, match="trust_remote_code"):
+        RunForm(base="org/model", data="data/train.jsonl", extra="model.trust_remote_code=true").config(ws)
 
 
 def test_the_form_defaults_are_the_cli_defaults(ws):
@@ -96,6 +109,10 @@ def test_the_eta_follows_the_recent_pace_and_curves_hold_every_point():
     records.append({"step": 20, "time": 110.0, "eval_loss": 3.0})
     assert eta(records, 20, 40) == pytest.approx(10.0)  # 20 steps left at 0.5 s a step
     assert eta(records, 40, 40) is None and eta(records[:1], 0, 40) is None and eta(records, 20, None) is None
+    # resumed at t=1000 after standing stopped: the pace is the new records' only
+    resumed = [*records, *({"step": s, "time": 1000.0 + s, "loss": 1.0} for s in range(22, 31, 2))]
+    assert eta(resumed, 30, 40) > 500  # counted over the gap, the pace is 51 s a step
+    assert eta(resumed, 30, 40, since=1000.0) == pytest.approx(10.0)
     frame = curves(records, {"loss": "train loss", "eval_loss": "held-out loss"})
     assert (frame["curve"] == "train loss").sum() == 11 and (frame["curve"] == "held-out loss").sum() == 1
 
@@ -128,7 +145,7 @@ def test_another_interface_without_a_login_is_refused(tmp_path):
     assert "--host 0.0.0.0 lets other machines connect" in said and "--auth" in said
 
 
-def test_a_login_is_user_and_password_or_a_bare_token(monkeypatch):
+def test_a_login_is_user_and_password_or_a_bare_token(monkeypatch, tmp_path):
     monkeypatch.delenv("TUNEFORGE_APP_AUTH", raising=False)
     assert studio_logins(None, None) is None
     assert studio_logins("me:secret", None) == [("me", "secret")]
@@ -138,3 +155,5 @@ def test_a_login_is_user_and_password_or_a_bare_token(monkeypatch):
     assert studio_logins(None, None)("u", "env-token")
     with pytest.raises(TuneforgeError, match="--auth is empty"):
         studio_logins("  ", None)
+    with pytest.raises(TuneforgeError, match="not both"):
+        studio_logins("token", tmp_path / "logins")

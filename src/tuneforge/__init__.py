@@ -33,8 +33,9 @@ def __dir__() -> list[str]:
 class _Package(types.ModuleType):
     """`tuneforge.train(...)` is the API's function although the training stage is the subpackage
     `tuneforge.train`: a class property wins over the attribute the import system sets when the
-    subpackage loads (that setattr is dropped; the stage stays importable by its dotted name,
-    `from tuneforge.train.run import ...`)."""
+    subpackage loads (that setattr is dropped). The stage stays importable with `from tuneforge.train.run
+    import ...` and `from tuneforge.train import run`; `import tuneforge.train.run as run` and string
+    targets such as monkeypatch.setattr("tuneforge.train.run.NAME", ...) reach the function instead and fail."""
 
     @property
     def train(self):

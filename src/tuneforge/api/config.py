@@ -21,7 +21,7 @@ def dotted(sections: dict[str, Any], prefix: str = "") -> list[str]:
         if isinstance(value, dict) and value:
             found += dotted(value, f"{prefix}{key}.")
         else:
-            found.append(f"{prefix}{key}={json.dumps(value)}")
+            found.append(f"{prefix}{key}={json.dumps(value, default=str)}")  # a Path as its text
     return found
 
 

@@ -82,6 +82,8 @@ def studio_logins(auth: str | None, auth_file: Path | None) -> list[tuple[str, s
     given = (
         auth if auth is not None else (os.environ.get(APP_AUTH_ENV) or None if auth_file is None else None)
     )
+    if auth is not None and auth_file is not None:
+        raise TuneforgeError("give --auth or --auth-file, not both")
     if given is not None and not given.strip():
         raise TuneforgeError("--auth is empty; give USER:PASSWORD or a token")
     if given and ":" not in given:

@@ -8,7 +8,7 @@ import threading
 import gradio as gr
 
 from tuneforge.config.schema import ServeConfig
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import TuneforgeError, os_fault
 from tuneforge.infer.engine import Engine
 from tuneforge.run.directory import RunDir
 from tuneforge.serve.server import open_engine
@@ -43,13 +43,14 @@ class ChatPage:
     def load(self, source: str | None):
         try:
             path = self.ws.inside(source or "", "Chat model")
-            with self.lock:
-                engine = open_engine([path], [])
-                previous, self.engine = self.engine, engine
-            if previous is not None:
-                previous.stop()
-        except TuneforgeError as exc:
-            return f"⛔ {exc}", gr.Dropdown()
+            with self.lock:  # one model set in memory at a time: the old one goes before the new one loads
+                if self.engine is not None:
+                    self.engine.stop()
+                    self.engine = None
+                engine = self.engine = open_engine([path], [])
+        except Exception as exc:  # noqa: BLE001 - the page says what failed; the studio keeps running
+            fault = exc if isinstance(exc, TuneforgeError) else os_fault(exc)
+            return f"⛔ {fault or f'{type(exc).__name__}: {exc}'}", gr.Dropdown(choices=[], value=None)
         names = list(engine.served)
         tuned = [n for n in names if engine.served[n].base_name] or names
         return f"loaded {source}: {', '.join(names)}", gr.Dropdown(choices=names, value=tuned[0])

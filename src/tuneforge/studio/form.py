@@ -58,7 +58,8 @@ class RunForm:
             raise TuneforgeError("Base model: choose a local folder, a .gguf file or type a hub id")
         if looks_like_path(base, workspace):
             workspace.inside(base, "Base model")
-        workspace.inside(self.data, "Data file")
+        if looks_like_path(self.data.strip(), workspace) or not self.data.strip():
+            workspace.inside(self.data, "Data file")
         if self.template.endswith((".jinja", ".j2")):
             workspace.inside(self.template, "Template")
         data: dict[str, Any] = {"path": self.data.strip(), "format": self.format, "template": self.template}
@@ -88,10 +89,34 @@ class RunForm:
                     apply_override(raw, line.strip())
                 except TuneforgeError as exc:
                     raise TuneforgeError(f"Extra settings, line {number}: {exc}") from None
+        check_paths(raw, workspace)
         return raw
 
     def config(self, workspace: Workspace) -> RunConfig:
         return validate_config(self.raw(workspace), source="the form")
+
+
+def check_paths(raw: dict[str, Any], workspace: Workspace) -> None:
+    """Every file the finished config names, the extra settings' included, stays in the workspace; model
+    code from the hub is the CLI's to allow (`--trust-remote-code` is the user's own consent there)."""
+    model, data = raw.get("model") or {}, raw.get("data") or {}
+    if model.get("trust_remote_code"):
+        raise TuneforgeError(
+            "model.trust_remote_code runs the model's own code: use `tuneforge train` for it"
+        )
+    named = [("model.name_or_path", model.get("name_or_path")), ("model.adapter", model.get("adapter"))]
+    sources = [data, *(data.get("mix") or [])]
+    named += [(f"data.{key}", source.get(key)) for source in sources for key in ("path", "completion_path")]
+    named += [(f"data.{key}", data.get(key)) for key in ("eval_path", "eval_completion_path")]
+    named += [
+        ("a reward's file", reward.get("file")) for reward in (raw.get("grpo") or {}).get("rewards") or []
+    ]
+    template = str(data.get("template") or "")
+    named += [("data.template", template)] if template.endswith((".jinja", ".j2")) else []
+    named += [("run_dir", raw.get("run_dir"))]
+    for key, value in named:
+        if value and looks_like_path(str(value), workspace):
+            workspace.inside(str(value), key)
 
 
 def looks_like_path(text: str, workspace: Workspace) -> bool:

@@ -4,6 +4,7 @@ the reason shown, while the preview has a problem. Train re-checks everything be
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import get_args
@@ -167,7 +168,9 @@ class NewRunPage:
         )
         download = gr.DownloadButton(visible=False)
         if result.config is not None:
-            path = DOWNLOADS / f"{form.name or 'run'}.yaml"
+            path = (
+                DOWNLOADS / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', form.name) or 'run'}.yaml"
+            )  # a name, never a path
             path.write_text(result.yaml)
             download = gr.DownloadButton(value=str(path), visible=True)
         return verdict, gr.Button(interactive=ok), result.data_html, result.plan_html, result.yaml, download

@@ -100,8 +100,7 @@ class ResultPages:
 
     def export(self, run: str | None, fmt_: str, dtype: str, quant: str, out: str, overwrite: bool):
         try:
-            if not run:
-                raise TuneforgeError("choose a run above")
+            run = self.ws.relative(self.ws.inside(run or "", "Run"))
             folder = self.ws.inside(out or f"exports/{Path(run).name}-{fmt_}", "Export folder")
         except TuneforgeError as exc:
             yield "", f"⛔ {exc}"

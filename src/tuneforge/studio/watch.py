@@ -8,6 +8,7 @@ the console tail of a run the studio started.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -64,9 +65,10 @@ def reward_names(records: list[dict]) -> dict[str, str]:
     return {k: k for k in sorted(keys)}
 
 
-def eta(records: list[dict], step: int, total: int | None) -> float | None:
-    """Seconds left at the pace of the last logged steps since the (re)start."""
-    timed = [r for r in records if "loss" in r and "time" in r]
+def eta(records: list[dict], step: int, total: int | None, since: float = 0.0) -> float | None:
+    """Seconds left at the pace of the last logged steps since the (re)start at `since` (epoch seconds): the
+    time a run stood stopped is no pace."""
+    timed = [r for r in records if "loss" in r and r.get("time", 0) >= since]
     recent = timed[-RATE_WINDOW:]
     if not total or len(recent) < 2 or step >= total:
         return None
@@ -74,6 +76,16 @@ def eta(records: list[dict], step: int, total: int | None) -> float | None:
     if last["step"] <= first["step"] or last["time"] <= first["time"]:
         return None
     return (total - step) * (last["time"] - first["time"]) / (last["step"] - first["step"])
+
+
+def started(manifest: dict) -> float:
+    """When the run last (re)started, in epoch seconds (0 when the manifest does not say)."""
+    resumes = manifest.get("resumes") or []
+    stamp = resumes[-1].get("at") if resumes else manifest.get("started")
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def tail(path: Path, lines: int = TAIL_LINES) -> str:
@@ -96,7 +108,7 @@ def watch(run_dir: Path, workspace: Workspace) -> RunView:
         status=status,
         step=step,
         total=total,
-        eta_s=eta(records, step, total) if status == "running" else None,
+        eta_s=eta(records, step, total, started(manifest)) if status == "running" else None,
         losses=curves(records, CURVES),
         rewards=curves(records, reward_names(records)),
         console=tail(workspace.log_for(run_dir)),

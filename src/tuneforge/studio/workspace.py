@@ -12,6 +12,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from tuneforge.errors import TuneforgeError
 
@@ -115,5 +116,5 @@ class Workspace:
 
     def log_for(self, run_dir: Path) -> Path:
         """The console of a run the studio started: one file per run directory, appended on resume."""
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.relative(run_dir))
+        name = quote(self.relative(run_dir), safe="")  # runs/a_b and runs/a/b stay two files
         return self.studio / "logs" / f"{name}.log"
