@@ -11,6 +11,9 @@ from tuneforge.cli.app import app, console, user_errors
 
 TRUST = typer.Option(False, "--trust-remote-code", help="Allow the model code a run's config asks to run.")
 SET = typer.Option([], "--set", help="Override a serve limit: --set serve.max_batch_size=8.")
+AUTH_FILE = typer.Option(
+    None, "--auth-file", help="A file of logins, one USER:PASSWORD a line (keep it private)."
+)
 BASE_CHANGE = typer.Option(
     False,
     "--allow-base-change",
@@ -46,9 +49,7 @@ def web_app(
         "--auth",
         help="Ask for this login: USER:PASSWORD. It shows in `ps`: prefer $TUNEFORGE_APP_AUTH or --auth-file.",
     ),
-    auth_file: Path | None = typer.Option(
-        None, "--auth-file", help="A file of logins, one USER:PASSWORD a line (keep it private)."
-    ),
+    auth_file: Path | None = AUTH_FILE,
     set_: list[str] = SET,
     trust_remote_code: bool = TRUST,
     allow_base_change: bool = BASE_CHANGE,
@@ -127,9 +128,7 @@ def studio(
         help="Ask for this login: USER:PASSWORD, or a TOKEN (any user name, the token as password). It shows "
         "in `ps`: prefer $TUNEFORGE_APP_AUTH or --auth-file.",
     ),
-    auth_file: Path | None = typer.Option(
-        None, "--auth-file", help="A file of logins, one USER:PASSWORD a line (keep it private)."
-    ),
+    auth_file: Path | None = AUTH_FILE,
 ) -> None:
     """A web app to set up, check, launch, watch, evaluate, export and chat with fine-tunes."""
     from tuneforge.studio.app import run_studio
