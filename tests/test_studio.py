@@ -32,11 +32,13 @@ from tuneforge_dev.tiny_model import build_tiny_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PROMPT = "list the files in /srv/data"
-# Slow enough steps (32 forward passes each) that a click lands mid-run; the rest as the quickstart.
+# Slow enough steps (32 forward passes each), and enough of them, that Stop lands mid-run even on a fast CPU
+# (20 steps once finished before the click); the rest as the quickstart.
+STEPS = 80
 EXTRA = """train.grad_accumulation=32
 train.learning_rate=2.0e-3
 train.logging_steps=2
-train.eval_steps=10
+train.eval_steps=20
 train.save_steps=100
 data.eval_path=data/eval.jsonl
 lora.modules_to_save=[embed_tokens, lm_head]
@@ -124,7 +126,7 @@ def new_run(page, tmp_path: Path) -> Path:
     page.locator("#name textarea, #name input").first.fill("ui-run")
     pick(page, "base", "models/tiny")
     pick(page, "data", "data/train.jsonl")
-    page.locator("#max-steps input").fill("20")
+    page.locator("#max-steps input").fill(str(STEPS))
     page.locator("#extra textarea").fill(EXTRA)
     page.locator("#extra textarea").blur()
     wait_text(page, "#verdict", "Ready to train")
@@ -170,7 +172,7 @@ def test_the_studio_walks_a_fine_tune_from_setup_to_export(workspace, tmp_path):
             stopped_at = json.loads((run_dir / "manifest.json").read_text())["global_step"]
             (checkpoint,) = checkpoint_dirs(run_dir / "checkpoints")  # save_steps is 100: the stop's own
             assert checkpoint.name == f"checkpoint-{stopped_at}" and problem(checkpoint) is None
-            assert 0 < stopped_at < 20
+            assert 0 < stopped_at < STEPS
             page.locator("#resume").click()
             wait_text(page, "#run-action", "Resuming")
             browser.close()
@@ -200,7 +202,7 @@ def test_the_studio_walks_a_fine_tune_from_setup_to_export(workspace, tmp_path):
             page.goto(url)
             tab(page, "Runs")
             pick(page, "run-choice", "runs/ui-run")
-            wait_text(page, "#run-status", r"finished.*step 20 of 20")
+            wait_text(page, "#run-status", rf"finished.*step {STEPS} of {STEPS}")
             wait_text(page, "#runs-table", "cli-run")
             after_resume(page, workspace, tmp_path)
             browser.close()
