@@ -1,8 +1,9 @@
 """The manual's commands, run: every shell block in README.md and docs/ is marked `<!-- run -->` (executed
-here, in order, in a fresh workspace, offline on the tiny models) or `<!-- skip: why -->` (it needs a GPU,
-the hub, a long-running server, or is shown with placeholders). After a run block, each
-`<!-- expect: TEXT -->` line is a line its output must hold. The CLI and config references are generated:
-a stale page fails here."""
+here, in order, in a fresh workspace, offline on the tiny models), `<!-- run in: tests/FILE.py -->` (a
+block that trains for minutes, executed as written by that test, which then checks what it made; so it
+runs once) or `<!-- skip: why -->` (it needs a GPU, the hub, a long-running server, or is shown with
+placeholders). After a run block, each `<!-- expect: TEXT -->` line is a line its output must hold. The
+CLI and config references are generated: a stale page fails here."""
 
 from __future__ import annotations
 
@@ -44,39 +45,61 @@ def test_every_shell_block_is_marked_run_or_skip_with_a_reason():
         f"{page.relative_to(ROOT)}:{block['line']}"
         for page in PAGES
         for block in blocks(page)
-        if not re.fullmatch(r"<!-- (run|skip: .+) -->", block["marker"])
+        if not re.fullmatch(r"<!-- (run|run in: tests/\w+\.py|skip: .+) -->", block["marker"])
     ]
-    assert unmarked == [], "mark these blocks <!-- run --> or <!-- skip: why -->"
+    assert unmarked == [], (
+        "mark these blocks <!-- run -->, <!-- run in: tests/FILE.py --> or <!-- skip: why -->"
+    )
 
 
-def run_blocks(page: Path, workspace: Path) -> int:
-    ran = 0
-    for block in blocks(page):
-        if block["marker"] != "<!-- run -->":
-            continue
-        done = subprocess.run(
-            ["bash", "-e", "-o", "pipefail", "-c", block["text"]],
-            cwd=workspace, capture_output=True, text=True, timeout=900,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"},
-        )  # fmt: skip
-        said = " ".join((done.stdout + done.stderr).split())
-        where = f"{page.relative_to(ROOT)}:{block['line']}"
-        assert done.returncode == 0, f"{where} failed:\n{block['text']}\n{said[-3000:]}"
-        for expected in block["expect"]:
-            assert " ".join(expected.split()) in said, (
-                f"{where}: the output lacks {expected!r}:\n{said[-3000:]}"
-            )
-        ran += 1
-    return ran
+def test_each_block_run_elsewhere_is_run_by_the_test_it_names():
+    for page in PAGES:
+        for block in blocks(page):
+            if m := re.fullmatch(r"<!-- run in: (tests/\w+\.py) -->", block["marker"]):
+                test = ROOT / m.group(1)
+                assert test.exists(), f"{page.relative_to(ROOT)}:{block['line']} names a missing {test}"
+                assert f'run_docs_block("{page.relative_to(ROOT)}"' in test.read_text(), (
+                    f"{m.group(1)} does not run {page.relative_to(ROOT)}'s block"
+                )
 
 
-def test_the_offline_blocks_run_as_documented(tmp_path):
+def docs_workspace(folder: Path) -> Path:
+    """A folder laid out as a clone is: .venv (linked) and examples/ (copied), where the blocks run."""
     venv = ROOT / ".venv"
     if not (venv / "bin" / "tuneforge").exists():
         pytest.skip("no .venv with tuneforge installed (make setup)")
-    (tmp_path / ".venv").symlink_to(venv)
-    shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    assert sum(run_blocks(page, tmp_path) for page in PAGES) >= 2
+    (folder / ".venv").symlink_to(venv)
+    shutil.copytree(ROOT / "examples", folder / "examples")
+    return folder
+
+
+def run_block(page: Path, block: dict, workspace: Path) -> str:
+    """Runs one block as written, in bash -e; returns its output after checking its expect lines."""
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", block["text"]],
+        cwd=workspace, capture_output=True, text=True, timeout=1500,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"},
+    )  # fmt: skip
+    said = " ".join((done.stdout + done.stderr).split())
+    where = f"{page.relative_to(ROOT)}:{block['line']}"
+    assert done.returncode == 0, f"{where} failed:\n{block['text']}\n{said[-3000:]}"
+    for expected in block["expect"]:
+        assert " ".join(expected.split()) in said, f"{where}: the output lacks {expected!r}:\n{said[-3000:]}"
+    return said
+
+
+def run_docs_block(page: str, test_file: str, workspace: Path) -> str:
+    """What a `<!-- run in: tests/FILE.py -->` test calls: runs the page's block marked with its own name."""
+    (block,) = [b for b in blocks(ROOT / page) if b["marker"] == f"<!-- run in: tests/{test_file} -->"]
+    return run_block(ROOT / page, block, workspace)
+
+
+def test_the_offline_blocks_run_as_documented(tmp_path):
+    workspace = docs_workspace(tmp_path)
+    ran = [
+        run_block(page, b, workspace) for page in PAGES for b in blocks(page) if b["marker"] == "<!-- run -->"
+    ]
+    assert len(ran) >= 2
 
 
 def test_the_cli_reference_page_is_current():

@@ -42,6 +42,10 @@ QWEN_CHAT_TEMPLATE = (
 )
 
 
+CHATML_SPECIALS = ["<|im_start|>", "<|im_end|>"]
+TOOL_TAGS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>"]
+
+
 @dataclass(frozen=True)
 class TinySize:
     hidden: int = 128
@@ -53,7 +57,8 @@ class TinySize:
 
 def build_tokenizer(arch: Arch, vocab_size: int, corpus: Corpus = "demo") -> PreTrainedTokenizerFast:
     """Byte-level BPE (any text encodes), trained on the demo corpus (with "tools", on the tool-calling
-    corpus too); special tokens follow the arch's family."""
+    corpus too, plus chatml's and the tool format's tags as single tokens); special tokens follow the
+    arch's family."""
     if arch in ("gpt2", "phi"):
         specials, bos, eos = ["<|endoftext|>"], "<|endoftext|>", "<|endoftext|>"
     elif arch == "qwen2":
@@ -68,6 +73,9 @@ def build_tokenizer(arch: Arch, vocab_size: int, corpus: Corpus = "demo") -> Pre
     )
     texts = tokenizer_corpus() + (tool_corpus() if corpus == "tools" else [])
     backend.train_from_iterator(texts, trainer=trainer)
+    if corpus == "tools":  # one token each, as in Qwen2.5's tokenizer: a call's tags are short to attend over
+        backend.add_special_tokens(CHATML_SPECIALS)
+        backend.add_tokens(TOOL_TAGS)
     if arch in ("llama", "mistral"):  # these families prepend BOS, like the real tokenizers
         backend.post_processor = processors.TemplateProcessing(
             single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", backend.token_to_id("<s>"))]

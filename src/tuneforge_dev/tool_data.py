@@ -1,12 +1,15 @@
 """A small tool-calling dataset the project writes itself: plain-English requests -> calls of fake file tools.
 
-Each row offers all five tools, as JSON schemas in its `tools` column, so which tool to call can only come
-from the request (a row offering the right tool and one other lets a model guess from the offer alone).
-Two shapes, OpenAI-style messages: a request answered by a call (the assistant turn has only `tool_calls`),
-and, for tools whose result reads back as a sentence, the call, its result (a `tool` turn) and the answer
-written from it. Arguments come from small sets of file names, folders, words and counts that all occur
-in training; a call (tool and arguments) held out for evaluation never occurs in training, so the
-tool-call exact match on held-out rows measures composing known pieces into a new call.
+Each row offers two tools, as JSON schemas in its `tools` column: the one the request needs and another
+drawn at random, in random order (as glaive's rows offer one or two), so which to call comes from the
+request (naming one of the two at random is right half the time). Offering all five in every row put some
+350 tokens of schemas before each request, and the tiny random model had not learned to read arguments
+from the request after 1,125 steps. Two shapes, OpenAI-style messages: a request answered by a call (the
+assistant turn has only `tool_calls`), and, for tools whose result reads back as a sentence, the call, its
+result (a `tool` turn) and the answer written from it. Arguments come from small sets of file names,
+folders, words and counts that all occur in training; a call (tool and arguments) held out for evaluation
+never occurs in training, so the tool-call exact match on held-out rows measures composing known pieces
+into a new call: a model that repeats calls it was trained on scores 0.
 
     python -m tuneforge_dev.tool_data data/tools          # writes train.jsonl and eval.jsonl
 """
@@ -23,7 +26,7 @@ from tuneforge.data.tool_format import render_calls
 
 FILES = ["notes.txt", "app.log", "sales.csv", "main.py", "README.md", "config.json", "setup.yaml", "build.sh",
          "todo.txt", "error.log", "users.csv", "test.py"]  # fmt: skip
-DIRS = ["/tmp", "/var/log", "~/docs", "./src", "/srv/data", "~/music", "/opt/tools", "./build"]
+DIRS = ["docs", "logs", "src", "music", "photos", "backups", "downloads", "videos"]
 WORDS = ["error", "todo", "user", "import", "warning", "total", "http", "config"]
 COUNTS = ["5", "10", "20", "50"]
 VALUES = {
@@ -59,14 +62,14 @@ TOOLS = {
 
 # (requests, tool, arguments from the slots, (result key, answer from the slots and the result) or None)
 INTENTS = [
-    (["list the files in {dir}", "what files are in {dir}?"], "list_files", {"path": "{dir}"}, None),
+    (["list the files in {dir}", "what files are in the {dir} folder?"], "list_files", {"path": "{dir}"}, None),
     (["count the lines in {file}", "how many lines does {file} have?"], "count_lines", {"path": "{file}"},
      ("lines", "{file} has {value} lines.")),
     (["show the last {n} lines of {file}", "print the final {n} lines of {file}"], "tail_file",
      {"path": "{file}", "lines": "{n}"}, None),
     (["search for {word} in {file}", "find lines containing {word} in {file}"], "search_file",
      {"path": "{file}", "pattern": "{word}"}, ("matches", "{value} lines of {file} hold {word}.")),
-    (["how much space does {dir} use?", "show the disk usage of {dir}"], "disk_usage", {"path": "{dir}"},
+    (["how much space does the {dir} folder use?", "show the disk usage of {dir}"], "disk_usage", {"path": "{dir}"},
      ("size", "{dir} uses {value}.")),
 ]  # fmt: skip
 SLOTS = {"dir": DIRS, "file": FILES, "n": COUNTS, "word": WORDS}
@@ -97,7 +100,8 @@ def split_calls(rng: random.Random) -> tuple[list, list]:
 
 def make_row(rng: random.Random, intent: tuple, slots: dict) -> dict:
     requests, tool, template, reading = intent
-    offered = list(TOOLS.values())
+    offered = [TOOLS[tool], TOOLS[rng.choice([other for other in TOOLS if other != tool])]]
+    rng.shuffle(offered)
     call = {"type": "function", "function": {"name": tool, "arguments": arguments(template, slots, tool)}}
     messages = [
         {"role": "user", "content": rng.choice(requests).format(**slots)},
@@ -112,7 +116,7 @@ def make_row(rng: random.Random, intent: tuple, slots: dict) -> dict:
 
 
 def write_tool_dataset(
-    out_dir: str | Path, n_train: int = 3000, n_eval: int = 70, seed: int = 0
+    out_dir: str | Path, n_train: int = 6000, n_eval: int = 70, seed: int = 0
 ) -> tuple[Path, Path]:
     """train.jsonl from the training calls, eval.jsonl from the held-out ones, taken in turn (each tool
     equally often, so no single tool's name scores more than a fifth)."""
