@@ -21,6 +21,20 @@ from typer.testing import CliRunner
 from tuneforge.cli import app
 from tuneforge.data.tool_format import parse_calls
 from tuneforge_dev.live_server import wait_until_up
+from tuneforge_dev.tiny_model import CHATML_SPECIALS, TOOL_TAGS, build_tokenizer
+
+
+def test_the_example_tokenizer_keeps_tags_whole_and_calls_through_decoding():
+    """Chat and tool tags are one token each; decoding as generate does (special tokens skipped) drops the
+    chat markers but keeps the call, which parses back (tool tags added as special tokens would vanish)."""
+    tokenizer = build_tokenizer("llama", 2048, "tools")
+    for tag in CHATML_SPECIALS + TOOL_TAGS:
+        assert len(tokenizer(tag, add_special_tokens=False).input_ids) == 1, tag
+    call = {"name": "count_lines", "arguments": {"path": "notes.txt"}}
+    text = f"<|im_start|>assistant\n<tool_call>\n{json.dumps(call)}\n</tool_call><|im_end|>"
+    decoded = tokenizer.decode(tokenizer(text).input_ids, skip_special_tokens=True)
+    assert decoded == f"assistant\n<tool_call>\n{json.dumps(call)}\n</tool_call>"
+    assert parse_calls(decoded.removeprefix("assistant\n")) == [call]
 
 
 @pytest.fixture(scope="module")

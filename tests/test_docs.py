@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,9 @@ def test_each_block_run_elsewhere_is_run_by_the_test_it_names():
 
 def docs_workspace(folder: Path) -> Path:
     """A folder laid out as a clone is: .venv (linked) and examples/ (copied), where the blocks run."""
-    venv = ROOT / ".venv"
-    if not (venv / "bin" / "tuneforge").exists():
+    # the clone's .venv, or else the environment running the tests, if tuneforge is installed in it
+    venv = next((v for v in (ROOT / ".venv", Path(sys.prefix)) if (v / "bin" / "tuneforge").exists()), None)
+    if venv is None:
         pytest.skip("no .venv with tuneforge installed (make setup)")
     (folder / ".venv").symlink_to(venv)
     shutil.copytree(ROOT / "examples", folder / "examples")
@@ -90,7 +92,9 @@ def run_block(page: Path, block: dict, workspace: Path) -> str:
 
 def run_docs_block(page: str, test_file: str, workspace: Path) -> str:
     """What a `<!-- run in: tests/FILE.py -->` test calls: runs the page's block marked with its own name."""
-    (block,) = [b for b in blocks(ROOT / page) if b["marker"] == f"<!-- run in: tests/{test_file} -->"]
+    marked = [b for b in blocks(ROOT / page) if b["marker"] == f"<!-- run in: tests/{test_file} -->"]
+    assert len(marked) == 1, f"{page} has {len(marked)} blocks marked <!-- run in: tests/{test_file} -->"
+    (block,) = marked
     return run_block(ROOT / page, block, workspace)
 
 

@@ -20,7 +20,9 @@ def demo_recipe() -> list[str]:
     """The shell lines of the Makefile's `demo` target, continuation lines joined, $(BIN) as .venv/bin."""
     recipe = (ROOT / "Makefile").read_text().split("\ndemo: setup\n", 1)[1].split("\n\n", 1)[0]
     commands = recipe.replace("\\\n", " ").splitlines()
-    return [c.strip().replace("$(BIN)", ".venv/bin") for c in commands if c.startswith("\t")]
+    commands = [c.strip().replace("$(BIN)", ".venv/bin") for c in commands if c.startswith("\t")]
+    assert commands and not any("$(" in c for c in commands), f"a Makefile variable to map here: {commands}"
+    return commands
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +54,23 @@ def evaluations(run: Path, key: str) -> list[float]:
 def test_the_grpo_quickstart_runs_as_documented(after_make_demo):
     said = run_docs_block("docs/howto/grpo.md", TEST, after_make_demo)
     assert "done: runs/grpo_quickstart" in said
-    # Greedy held-out rewards before and after: it continues an 84% model, so the check is that it keeps it
-    # (it does not rise much: 0.84 -> 0.86 here).
+    # Greedy held-out rewards before and after: it continues make demo's 84% model (a fresh adapter would
+    # start near 0), and keeps it (it does not rise much: 0.84 -> 0.86 here).
     rewards = evaluations(after_make_demo / "runs" / "grpo_quickstart", "eval_reward")
-    assert len(rewards) >= 2 and rewards[-1] >= rewards[0] - 0.05, rewards
+    assert len(rewards) >= 2 and rewards[0] >= 0.5 and rewards[-1] >= rewards[0] - 0.05, rewards
 
 
 def test_the_dpo_quickstart_runs_as_documented(after_make_demo):
     said = run_docs_block("docs/howto/preference.md", TEST, after_make_demo)
     assert "done: runs/dpo_quickstart" in said
-    # docs/howto/preference.md: held-out reward accuracy 0 -> 1.0, the answers still right
-    accuracy = evaluations(after_make_demo / "runs" / "dpo_quickstart", "eval_rewards/accuracies")
-    assert accuracy[0] <= 0.1 and accuracy[-1] >= 0.9, accuracy
-    results = json.loads((after_make_demo / "runs" / "dpo_quickstart" / "eval" / "results.json").read_text())
-    assert results["tuned"]["exact_match"] >= 40.0, results["tuned"]
+    # docs/howto/preference.md: the held-out pairs ranked (accuracy 1.0), the rejected answers pushed down
+    # while the chosen ones hold, and the requests still answered as well as the SFT model did
+    run = after_make_demo / "runs" / "dpo_quickstart"
+    accuracy = evaluations(run, "eval_rewards/accuracies")
+    chosen, rejected = evaluations(run, "eval_logps/chosen"), evaluations(run, "eval_logps/rejected")
+    assert accuracy[-1] >= 0.9, accuracy
+    assert rejected[-1] < rejected[0] - 0.3 and abs(chosen[-1] - chosen[0]) < 0.2, (chosen, rejected)
+    results = [
+        json.loads((r / "eval" / "results.json").read_text()) for r in (run, run.parent / "quickstart")
+    ]
+    assert results[0]["tuned"]["exact_match"] >= results[1]["tuned"]["exact_match"] - 5, results

@@ -73,7 +73,7 @@ def build_tokenizer(arch: Arch, vocab_size: int, corpus: Corpus = "demo") -> Pre
     )
     texts = tokenizer_corpus() + (tool_corpus() if corpus == "tools" else [])
     backend.train_from_iterator(texts, trainer=trainer)
-    if corpus == "tools":  # one token each, as in Qwen2.5's tokenizer: a call's tags are short to attend over
+    if corpus == "tools":  # one token each, as in Qwen2.5's and Qwen3's tokenizers: short tags to attend over
         backend.add_special_tokens(CHATML_SPECIALS)
         backend.add_tokens(TOOL_TAGS)
     if arch in ("llama", "mistral"):  # these families prepend BOS, like the real tokenizers

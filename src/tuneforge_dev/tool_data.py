@@ -118,8 +118,10 @@ def make_row(rng: random.Random, intent: tuple, slots: dict) -> dict:
 def write_tool_dataset(
     out_dir: str | Path, n_train: int = 6000, n_eval: int = 70, seed: int = 0
 ) -> tuple[Path, Path]:
-    """train.jsonl from the training calls, eval.jsonl from the held-out ones, taken in turn (each tool
-    equally often, so no single tool's name scores more than a fifth)."""
+    """train.jsonl: training calls drawn evenly, so a tool's share follows its number of argument pairs
+    (search_file 96, tail_file 48, count_lines 12, list_files and disk_usage 8: with seed 0, 58%, 28%, 6%,
+    4% and 3% of the rows; a draw even over tools learned less in the example's budget, 28% exact calls
+    against 70%); eval.jsonl: the ten held-out calls in turn, each asked seven times in other words."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
