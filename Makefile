@@ -29,7 +29,7 @@ demo: setup
 
 # Two workers with one torch thread each (test files stay whole on one worker): on CI's 2 cores the suite
 # took 9m27s this way against 18m10s in one process (measured 2026-12-03, before the docs quickstarts and the
-# longer tool example; now 16m25s this way).
+# longer tool example; now 16m25s and 22m15s this way, two fresh-clone runs).
 test: lint
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs -n 2 --dist loadfile; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
