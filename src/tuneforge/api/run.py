@@ -28,7 +28,7 @@ from tuneforge.export.check import CheckResult
 from tuneforge.infer.decoding import Decoding
 from tuneforge.infer.load import EXPORT_CONFIG, LoadedRun, is_hf_export, load_run
 from tuneforge.run.cpu import cpu_share
-from tuneforge.run.directory import RunDir
+from tuneforge.run.directory import RunDir, run_dir_for
 from tuneforge.run.manifest import read_manifest
 from tuneforge.run.metrics import read_metrics
 from tuneforge.run.plots import plot_loss
@@ -224,7 +224,7 @@ def train(
             "give output_dir= (or run_dir in the config): a config that is not a file has no name"
         )
     name = Path(config).stem if isinstance(config, (str, Path)) else ""
-    run_dir = Path(output_dir or settings.run_dir or Path("runs") / name)
+    run_dir = run_dir_for(output_dir, settings.run_dir, name)
     cpu_share().prepare_process()
     out = console()
     result = run_finetune(

@@ -40,13 +40,14 @@ def train(
 ) -> None:
     """Fine-tune a model as the config says and write a run directory."""
     from tuneforge.config.loading import load_config
+    from tuneforge.run.directory import run_dir_for
     from tuneforge.train.methods import check_method
     from tuneforge.train.run import run_finetune
 
     with user_errors():
         config = load_config(config_path, set_)  # a bad config fails here, before any process starts
         check_method(config)
-        run_dir = output_dir or Path(config.run_dir or Path("runs") / config_path.stem)
+        run_dir = run_dir_for(output_dir, config.run_dir, config_path.stem)
         sets = [part for value in set_ for part in ("--set", value)]
         if nproc > 1:
             from tuneforge.cli.launch import launch_training

@@ -32,6 +32,12 @@ RUN_FILES = (
 )
 
 
+def run_dir_for(output_dir: str | Path | None, configured: str | Path | None, name: str) -> Path:
+    """Where `tuneforge train` (and the API's train) puts a run: --output-dir, else the config's run_dir,
+    else runs/<the YAML's name>."""
+    return Path(output_dir or configured or Path("runs") / name)
+
+
 @dataclass(frozen=True)
 class RunDir:
     root: Path
